@@ -1,0 +1,28 @@
+# Two commands set everything up on a fresh machine:
+#   make demo DATA_ROOT=./data   # venv + deps, then the NeuralFuse pipeline end to end on CIFAR-10
+#   make test                    # venv + deps, then the pytest suite (CPU)
+PYTHON ?= python3
+VENV ?= .venv
+DATA_ROOT ?= ./data
+DEMO_ARGS ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean-venv
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) demo.py --data-root $(DATA_ROOT) $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/bitflip.py
+
+clean-venv:
+	rm -rf $(VENV)

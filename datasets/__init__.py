@@ -1,0 +1,44 @@
+"""The data zoo (SPEC §3): cifar10, cifar100, gtsrb, imagenet224 (ImageNet-10).
+
+Items are (float tensor C×H×W in [-1, 1], int label); every dataset object has `.targets`.
+
+    from datasets import load_split, balanced_subset
+    train = load_split("cifar10", "data", train=True)              # crop + flip augmentation
+    test = load_split("cifar10", "data", train=False)              # no augmentation
+    small = torch.utils.data.Subset(test, balanced_subset(test.targets, 1000, seed=0))
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Union
+
+from torch.utils.data import Dataset
+
+from . import cifar, gtsrb, imagenet  # noqa: F401  (each registers its datasets)
+from .common import DATASETS, DataMissingError, DatasetInfo, balanced_subset, compose
+
+__all__ = ["list_datasets", "get_dataset_info", "load_split", "balanced_subset", "DataMissingError",
+           "DatasetInfo"]
+
+
+def list_datasets() -> List[str]:
+    return DATASETS.names()
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """Raises common.registry.UnknownName (listing the choices) for an unknown name."""
+    return DATASETS.get(name).info
+
+
+def load_split(name: str, root: Union[str, Path], train: bool, download: bool = False,
+               augment: Optional[bool] = None, hflip: bool = True) -> Dataset:
+    """One split of `name` under `root` (= --data-root), with SPEC §3's transforms.
+
+    augment: train-time augmentation (default: same as `train`). hflip=False drops the horizontal flip
+    from the augmentation (meant for GTSRB, where flipping changes a sign's meaning).
+    Raises DataMissingError when the files are absent (and download is off or fails) or unreadable.
+    """
+    entry = DATASETS.get(name)
+    ds = entry.open(Path(root), train, download)
+    ds.transform = compose(entry.ops(train if augment is None else augment, hflip))
+    return ds

@@ -1,0 +1,133 @@
+"""CIFAR-10 / CIFAR-100 from the official python pickles (SPEC §3).
+
+We read the pickles ourselves instead of torchvision's CIFAR classes: those refuse any file whose md5
+differs from the 2009 release (e.g. a re-encoded copy); we only warn. The official md5s are read from
+torchvision's class attributes at run time.
+
+    python -c "import datasets; print(len(datasets.load_split('cifar10', 'data', train=True)))"
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+
+from .common import DATASETS, DatasetEntry, DatasetInfo, missing
+
+CIFAR_SIZE = 32     # pixels per side
+CIFAR_PAD = 4       # RandomCrop padding, SPEC §3
+
+
+def _family(tv_cls: type, folder: str, labels_key: str) -> Dict:
+    """Everything that differs between CIFAR-10 and -100: data, not code."""
+    return {"tv_cls": tv_cls, "folder": folder, "labels_key": labels_key,
+            "train": [f for f, _ in tv_cls.train_list], "test": [f for f, _ in tv_cls.test_list],
+            "meta": tv_cls.meta["filename"], "meta_key": tv_cls.meta["key"]}
+
+
+FAMILIES = {
+    "cifar10": _family(tvd.CIFAR10, "cifar-10-batches-py", "labels"),
+    "cifar100": _family(tvd.CIFAR100, "cifar-100-python", "fine_labels"),
+}
+
+
+def _official_md5s(tv_cls: type) -> Dict[str, str]:
+    return {**dict(tv_cls.train_list + tv_cls.test_list), tv_cls.meta["filename"]: tv_cls.meta["md5"]}
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unpickle(path: Path) -> Dict[str, object]:
+    with open(path, "rb") as fh:
+        d = pickle.load(fh, encoding="bytes")    # the official files are Python-2 pickles
+    if not isinstance(d, dict):
+        raise ValueError(f"{path.name} holds a {type(d).__name__}, not a dict")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+class CifarPickles(Dataset):
+    """The images of one split as a uint8 (N, 32, 32, 3) array; items are (PIL image -> transform, label)."""
+
+    def __init__(self, name: str, root: Path, train: bool, download: bool):
+        fam, info = FAMILIES[name], DATASETS.get(name).info
+        folder = root / fam["folder"]
+        files = fam["train"] if train else fam["test"]
+        needed = [folder / f for f in files + [fam["meta"]]]
+        absent = [p for p in needed if not p.is_file()]
+        if absent and download:
+            try:
+                fam["tv_cls"](str(root), train=train, download=True)
+            except Exception as e:  # offline, bad archive, ...: all end as the same clear error
+                raise missing(info, root, "download failed", f"{type(e).__name__}: {e}") from e
+            absent = [p for p in needed if not p.is_file()]
+        if absent:
+            what = folder if not folder.is_dir() else ", ".join(str(p) for p in absent)
+            raise missing(info, root, f"missing {what}")
+        self._warn_if_unofficial(name, needed, _official_md5s(fam["tv_cls"]))
+
+        xs, ys, p = [], [], needed[0]
+        try:
+            for p in needed[:-1]:
+                d = _unpickle(p)
+                x = np.asarray(d["data"], dtype=np.uint8)
+                y = [int(v) for v in d[fam["labels_key"]]]
+                if x.ndim != 2 or x.shape[1] != 3 * CIFAR_SIZE ** 2 or len(y) != len(x):
+                    raise ValueError(f"{p.name}: data {x.shape} / {len(y)} labels, expected (N, 3072) / N")
+                xs.append(x)
+                ys.extend(y)
+            p = needed[-1]
+            classes = [c.decode() if isinstance(c, bytes) else str(c) for c in _unpickle(p)[fam["meta_key"]]]
+        except Exception as e:  # truncated/corrupt pickle, wrong keys or shapes
+            raise missing(info, root, f"unreadable file {p}", f"{type(e).__name__}: {e}") from e
+        if ys and not (0 <= min(ys) and max(ys) < info.num_classes):
+            raise missing(info, root, f"labels outside 0..{info.num_classes - 1} in {folder}")
+
+        x = np.concatenate(xs).reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE)    # (N, C, H, W) as stored
+        self.data = np.ascontiguousarray(x.transpose(0, 2, 3, 1))         # (N, H, W, C) uint8
+        self.targets: List[int] = ys
+        self.classes = classes
+        self.transform = None
+
+    @staticmethod
+    def _warn_if_unofficial(name: str, paths: List[Path], official: Dict[str, str]) -> None:
+        odd = [p.name for p in paths if _md5(p) != official[p.name]]
+        if odd:
+            warnings.warn(f"{name}: md5 of {', '.join(odd)} differs from the official release "
+                          f"(a re-encoded copy?); loading anyway", stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        img = Image.fromarray(self.data[i])                              # (32, 32, 3) uint8 -> PIL RGB
+        return (self.transform(img) if self.transform else img), self.targets[i]
+
+
+def _ops(augment: bool, hflip: bool) -> list:
+    if not augment:
+        return []
+    return [T.RandomCrop(CIFAR_SIZE, padding=CIFAR_PAD)] + ([T.RandomHorizontalFlip()] if hflip else [])
+
+
+for _name, _classes in (("cifar10", 10), ("cifar100", 100)):
+    _fam = FAMILIES[_name]
+    _layout = (f"{_fam['folder']}/{{{','.join(_fam['train'] + _fam['test'] + [_fam['meta']])}}} "
+               f"(the python pickles of the official release)")
+    DATASETS.register(_name)(DatasetEntry(
+        info=DatasetInfo(_name, _classes, CIFAR_SIZE, _layout, downloadable=True),
+        open=lambda root, train, download, _n=_name: CifarPickles(_n, root, train, download),
+        ops=_ops))

@@ -1,0 +1,102 @@
+"""Shared pieces of the data zoo (SPEC §3): the registry entry type, the [-1, 1] pixel mapping,
+the "data not found" error and the class-balanced subset picker.
+
+Every dataset module registers one `DatasetEntry` in `DATASETS`; `datasets/__init__.py` is the public
+face (`list_datasets`, `get_dataset_info`, `load_split`, `balanced_subset`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from common.registry import Registry
+
+
+class DataMissingError(Exception):
+    """The dataset's files are not under the data root (and could not be downloaded) or are unreadable."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    image_size: int      # pixels per side of the tensors the loader returns (32 or 224)
+    layout: str          # files expected under --data-root, as written by torchvision's download
+    downloadable: bool   # whether torchvision can fetch it (ImageNet-10 cannot)
+
+
+# open(root, train, download) -> dataset of (PIL RGB image, int label) with .targets and a settable
+# .transform; ops(augment, hflip) -> the PIL transforms that come before ToTensor.
+Opener = Callable[[Path, bool, bool], Dataset]
+OpsBuilder = Callable[[bool, bool], List[Callable]]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    info: DatasetInfo
+    open: Opener
+    ops: OpsBuilder
+
+
+DATASETS = Registry("dataset")
+
+
+class ToSigned:
+    """[0, 1] tensor -> [-1, 1] via x*2-1 (the paper's mapping; no mean/std normalisation).
+
+    A class rather than a lambda so that transforms pickle into DataLoader worker processes."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 - 1
+
+    def __repr__(self) -> str:
+        return "ToSigned(x*2-1)"
+
+
+def compose(ops: Sequence[Callable]) -> T.Compose:
+    """PIL ops, then ToTensor (HWC uint8 -> CHW float in [0, 1]), then the [-1, 1] mapping."""
+    return T.Compose([*ops, T.ToTensor(), ToSigned()])
+
+
+def missing(info: DatasetInfo, root: Path, what: str, cause: Optional[str] = None) -> DataMissingError:
+    """The one error users see for absent or unreadable data: what is wrong, what is expected, how to fix."""
+    how = (f"run with --download when online, or put torchvision's layout there"
+           if info.downloadable else "it cannot be downloaded; build that folder tree yourself")
+    because = f" ({cause})" if cause else ""
+    return DataMissingError(
+        f"{info.name}: {what}{because}. Expected under --data-root {root}: {info.layout}; {how}.")
+
+
+def balanced_subset(targets: Sequence[int], n: int, seed: int) -> List[int]:
+    """n indices into `targets`, as even across classes as the class sizes allow, fixed by `seed`.
+
+    Each of the C present classes gets n // C; the remainder goes one each to the first classes in
+    label order. A class with too few items gives all of them and its shortfall is spread over the
+    others the same way. n >= len(targets) returns every index. Output is sorted.
+    """
+    y = np.asarray(targets, dtype=np.int64).reshape(-1)
+    if n >= len(y):
+        return list(range(len(y)))
+    if n <= 0:
+        return []
+    classes = np.unique(y)                                   # sorted label order
+    members = [np.flatnonzero(y == c) for c in classes]
+    sizes = np.array([len(m) for m in members])
+    quota = np.zeros(len(classes), dtype=np.int64)
+    remaining, open_ = n, np.arange(len(classes))
+    while remaining > 0 and len(open_):                      # water-filling: at most C rounds
+        share, extra = divmod(remaining, len(open_))
+        want = share + (np.arange(len(open_)) < extra)
+        take = np.minimum(want, sizes[open_] - quota[open_])
+        quota[open_] += take
+        remaining -= int(take.sum())
+        open_ = open_[quota[open_] < sizes[open_]]
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(m)[:q] for m, q in zip(members, quota)]
+    return sorted(int(i) for i in np.concatenate(picked))

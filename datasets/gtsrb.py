@@ -1,0 +1,105 @@
+"""GTSRB in torchvision's on-disk layout (SPEC §3): 43 classes, 39,209 train / 12,630 test images.
+
+Reads the same files in the same order as `torchvision.datasets.GTSRB` (train: sorted paths of
+Training/000CC/*.ppm; test: rows of GT-final_test.csv) but exposes `.targets` and reports missing files
+clearly; torchvision is only used for the download. Images are decoded lazily, one per item.
+
+    python -c "import datasets; print(len(datasets.load_split('gtsrb', 'data', train=False)))"
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import List, Tuple
+
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+
+from .common import DATASETS, DatasetEntry, DatasetInfo, missing
+
+SIZE = 32               # Resize((32, 32)) on both splits, SPEC §3
+PAD = 4                 # RandomCrop padding
+TRANSLATE = (0.35, 0.35)  # RandomAffine max shift, fraction of width / height
+SCALE = (0.65, 1.35)      # RandomAffine scale range
+NUM_CLASSES = 43
+
+INFO = DatasetInfo(
+    "gtsrb", NUM_CLASSES, SIZE,
+    "gtsrb/GTSRB/Training/000CC/*.ppm (train), gtsrb/GTSRB/Final_Test/Images/*.ppm and "
+    "gtsrb/GT-final_test.csv (test)",
+    downloadable=True)
+
+
+def _train_samples(folder: Path) -> List[Tuple[str, int]]:
+    """(path, label) for Training/000CC/*.ppm, class from the folder name, in sorted path order."""
+    samples = []
+    class_dirs = [e for e in os.scandir(folder) if e.is_dir() and e.name.isdigit()]
+    for d in sorted(class_dirs, key=lambda e: e.name):
+        label = int(d.name)
+        if label >= NUM_CLASSES:
+            raise ValueError(f"class folder {d.name} is not one of 00000..{NUM_CLASSES - 1:05d}")
+        for root, _, files in sorted(os.walk(d.path, followlinks=True)):
+            samples += [(os.path.join(root, f), label) for f in sorted(files) if f.lower().endswith(".ppm")]
+    return samples
+
+
+def _test_samples(folder: Path, table: Path) -> List[Tuple[str, int]]:
+    """(path, label) for each row of GT-final_test.csv; every listed image must exist."""
+    with open(table, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";", skipinitialspace=True))
+    samples = [(str(folder / r["Filename"]), int(r["ClassId"])) for r in rows]
+    present = set(os.listdir(folder))
+    absent = [os.path.basename(p) for p, _ in samples if os.path.basename(p) not in present]
+    if absent:
+        raise FileNotFoundError(f"{len(absent)} images listed in {table.name} are missing from {folder}, "
+                                f"e.g. {absent[0]}")
+    return samples
+
+
+class GTSRBFiles(Dataset):
+    def __init__(self, root: Path, train: bool, download: bool):
+        base = root / "gtsrb"
+        folder = base / "GTSRB" / ("Training" if train else "Final_Test/Images")
+        table = base / "GT-final_test.csv"
+        needed = [folder] if train else [folder, table]
+        if download and not all(p.exists() for p in needed):
+            try:
+                tvd.GTSRB(str(root), split="train" if train else "test", download=True)
+            except Exception as e:  # offline, bad archive, ...
+                raise missing(INFO, root, "download failed", f"{type(e).__name__}: {e}") from e
+        absent = [str(p) for p in needed if not p.exists()]
+        if absent:
+            raise missing(INFO, root, f"missing {', '.join(absent)}")
+        try:
+            samples = _train_samples(folder) if train else _test_samples(folder, table)
+        except Exception as e:  # unreadable csv, bad class folder, listed files missing
+            raise missing(INFO, root, f"unusable files in {base}", f"{type(e).__name__}: {e}") from e
+        if not samples:
+            raise missing(INFO, root, f"no .ppm images in {folder}")
+        if not all(0 <= y < NUM_CLASSES for _, y in samples):
+            raise missing(INFO, root, f"ClassId outside 0..{NUM_CLASSES - 1} in {table}")
+        self.paths = [p for p, _ in samples]
+        self.targets: List[int] = [y for _, y in samples]
+        self.transform = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.paths[i]) as im:
+            img = im.convert("RGB")
+        return (self.transform(img) if self.transform else img), self.targets[i]
+
+
+def _ops(augment: bool, hflip: bool) -> list:
+    ops = [T.Resize((SIZE, SIZE))]
+    if augment:
+        ops += [T.RandomAffine(degrees=0, translate=TRANSLATE, scale=SCALE),
+                T.RandomCrop(SIZE, padding=PAD)] + ([T.RandomHorizontalFlip()] if hflip else [])
+    return ops
+
+
+DATASETS.register("gtsrb")(DatasetEntry(INFO, open=GTSRBFiles, ops=_ops))

@@ -1,0 +1,53 @@
+"""ImageNet-10 ("imagenet224", SPEC §3): 10 ImageNet classes at 224 px, read from an ImageFolder tree
+`imagenet-10/{train,val}/<wnid>/*.JPEG` (val is the test split). It cannot be downloaded.
+
+The wnids are not checked: SPEC names a commonly used list, but any 10 class folders work as long as
+train and val hold the same ones (checked: labels are the sorted-folder index, as in ImageFolder).
+
+    python -c "import datasets; print(len(datasets.load_split('imagenet224', 'data', train=False)))"
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from torchvision import datasets as tvd
+from torchvision import transforms as T
+
+from .common import DATASETS, DatasetEntry, DatasetInfo, missing
+
+SIZE = 224          # pixels per side
+NUM_CLASSES = 10
+FOLDER = "imagenet-10"
+
+INFO = DatasetInfo(
+    "imagenet224", NUM_CLASSES, SIZE,
+    f"{FOLDER}/train/<wnid>/*.JPEG and {FOLDER}/val/<wnid>/*.JPEG, one folder per class "
+    f"({NUM_CLASSES} class folders named by wnid)",
+    downloadable=False)
+
+
+def _open(root: Path, train: bool, download: bool) -> tvd.ImageFolder:
+    folder = root / FOLDER / ("train" if train else "val")
+    if not folder.is_dir():
+        what = f"missing {folder}" + (" (ImageNet-10 cannot be downloaded)" if download else "")
+        raise missing(INFO, root, what)
+    try:
+        ds = tvd.ImageFolder(str(folder))    # decodes lazily; converts to RGB (some JPEGs are greyscale)
+    except Exception as e:                   # no class folders, or no images in them
+        raise missing(INFO, root, f"no usable images in {folder}", f"{type(e).__name__}: {e}") from e
+    if len(ds.classes) != NUM_CLASSES:
+        raise missing(INFO, root, f"{folder} has {len(ds.classes)} class folders, expected {NUM_CLASSES}")
+    other = root / FOLDER / ("val" if train else "train")
+    if other.is_dir() and sorted(e.name for e in os.scandir(other) if e.is_dir()) != ds.classes:
+        raise missing(INFO, root, f"{folder} and {other} hold different class folders (labels would differ)")
+    return ds
+
+
+def _ops(augment: bool, hflip: bool) -> list:
+    if not augment:
+        return [T.Resize((SIZE, SIZE))]      # a squash to 224x224, no crop (as the original)
+    return [T.RandomResizedCrop(SIZE)] + ([T.RandomHorizontalFlip()] if hflip else [])
+
+
+DATASETS.register("imagenet224")(DatasetEntry(INFO, open=_open, ops=_ops))

@@ -1,0 +1,1 @@
+"""Evaluation: accuracy with and without faults and generator, energy, plots and reports."""

@@ -1,0 +1,31 @@
+"""Top-1 accuracy of a classifier, optionally behind an input transform (the NeuralFuse generator).
+
+Example:
+    acc = accuracy(model, batches, device)["acc"]          # percent
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]],
+             device: torch.device, transform: Optional[Callable] = None, desc: str = "eval") -> dict:
+    """{'acc': percent, 'loss': mean CE, 'n': images}; `model` is put in eval mode and restored."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x)
+        logits = model(x)                                       # (B, classes)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += y.numel()
+    model.train(was_training)
+    return {"acc": 100.0 * correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n}

@@ -1,0 +1,132 @@
+"""8-bit weight-only quantization-aware training (SPEC §4) and the int8 access the fault models use.
+
+Every Conv2d / Linear / ConvTranspose2d of a model is switched in place to a quantized subclass
+(`quantize_`): the float weight stays the master copy; each forward uses q·Δ with
+Δ = max|W| / (2^(b-1) - 1), q = round_half_even(W / Δ) in [-(2^(b-1)-1), 2^(b-1)-1], and a
+straight-through estimator in the backward pass. Activations, biases and BatchNorm stay float.
+
+Bit errors (SPEC §5) are applied by handing a layer perturbed int8 weights with `set_fault(q')`;
+the forward then uses q'·Δ with the *clean* Δ (no clamp, -128 allowed). The float master weight is
+never modified, so clearing the fault (`set_fault(None)`) restores the clean model exactly.
+
+Example:
+    model = quantize_(torchvision.models.resnet18())
+    for name, layer in quant_layers(model):
+        q, delta = layer.int8_weight()      # int8 tensor, 0-dim float tensor
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_BITS = 8  # SPEC §4: 8-bit symmetric signed per-tensor weights
+
+
+def qmax_for(bits: int) -> int:
+    """Largest quantized magnitude: 127 for 8 bits (the code -128 is never produced by rounding)."""
+    return 2 ** (bits - 1) - 1
+
+
+def weight_delta(w: torch.Tensor, bits: int = DEFAULT_BITS) -> torch.Tensor:
+    """Δ = max|W| / qmax as a 0-dim tensor (detached; a tiny floor avoids 0/0 for all-zero weights)."""
+    return (w.detach().abs().max() / qmax_for(bits)).clamp_min(torch.finfo(w.dtype).tiny)
+
+
+def quantize_int(w: torch.Tensor, bits: int = DEFAULT_BITS) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(q, Δ): q = round_half_even(W/Δ) clamped to ±qmax, as int8; Δ a 0-dim float tensor."""
+    delta = weight_delta(w, bits)
+    qm = qmax_for(bits)
+    q = torch.round(w.detach() / delta).clamp_(-qm, qm).to(torch.int8)
+    return q, delta
+
+
+def fake_quant(w: torch.Tensor, bits: int = DEFAULT_BITS) -> torch.Tensor:
+    """q·Δ in the forward pass, identity gradient (straight-through estimator) in the backward pass."""
+    delta = weight_delta(w, bits)
+    qm = qmax_for(bits)
+    wq = torch.round(w.detach() / delta).clamp_(-qm, qm) * delta
+    return w + (wq - w).detach()
+
+
+class QuantMixin:
+    """Shared by the quantized layer classes: the weight the forward pass uses, and fault hooks."""
+
+    bits: int = DEFAULT_BITS
+    _fault_q: Optional[torch.Tensor] = None
+
+    def int8_weight(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The clean int8 weights (same shape as `weight`) and Δ."""
+        return quantize_int(self.weight, self.bits)
+
+    def set_fault(self, q: Optional[torch.Tensor]) -> None:
+        """Use perturbed int8 weights `q` (shape of `weight`) from now on; None restores the clean ones."""
+        if q is not None:
+            if q.dtype != torch.int8 or q.shape != self.weight.shape:
+                raise ValueError(f"fault weights must be int8 of shape {tuple(self.weight.shape)}, "
+                                 f"got {q.dtype} {tuple(q.shape)}")
+            q = q.to(self.weight.device)
+        self._fault_q = q
+
+    @property
+    def is_faulty(self) -> bool:
+        return self._fault_q is not None
+
+    def quant_weight(self) -> torch.Tensor:
+        """The weight the forward pass uses: fake-quantized master weight, or faulty q'·(clean Δ)."""
+        if self._fault_q is not None:
+            return self._fault_q.to(self.weight.dtype) * weight_delta(self.weight, self.bits)
+        return fake_quant(self.weight, self.bits)
+
+
+class QConv2d(QuantMixin, nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.quant_weight(), self.bias)
+
+
+class QLinear(QuantMixin, nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.quant_weight(), self.bias)
+
+
+class QConvTranspose2d(QuantMixin, nn.ConvTranspose2d):
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        out_pad = self._output_padding(x, output_size, self.stride, self.padding, self.kernel_size,
+                                       2, self.dilation)
+        return F.conv_transpose2d(x, self.quant_weight(), self.bias, self.stride, self.padding,
+                                  out_pad, self.groups, self.dilation)
+
+
+_QUANTIZED = {nn.Conv2d: QConv2d, nn.Linear: QLinear, nn.ConvTranspose2d: QConvTranspose2d}
+QUANT_TYPES = tuple(_QUANTIZED.values())
+
+
+def quantize_(model: nn.Module, bits: int = DEFAULT_BITS) -> nn.Module:
+    """Switch every Conv2d / Linear / ConvTranspose2d of `model` to its quantized class, in place.
+
+    Parameters, buffers and state-dict keys are unchanged; only the forward pass differs.
+    """
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in 2..8, got {bits}")
+    for m in model.modules():
+        cls = _QUANTIZED.get(type(m))
+        if cls is not None:
+            m.__class__ = cls
+        if isinstance(m, QuantMixin):
+            m.bits = bits
+            m._fault_q = None
+    return model
+
+
+def quant_layers(model: nn.Module) -> Iterator[Tuple[str, QuantMixin]]:
+    """(name, layer) for every quantized layer, in `named_modules` order (stable across runs)."""
+    for name, m in model.named_modules():
+        if isinstance(m, QuantMixin):
+            yield name, m
+
+
+def clear_faults(model: nn.Module) -> None:
+    for _, m in quant_layers(model):
+        m.set_fault(None)

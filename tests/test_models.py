@@ -1,0 +1,93 @@
+"""Model zoo (SPEC §4) and the quantization mechanism, parametrised over the registry."""
+import pytest
+import torch
+
+from models import get_model, list_models
+from models.quant import QUANT_TYPES, fake_quant, quant_layers, quantize_int, qmax_for
+
+PY_PARAMS = {"resnet18Py": 11_181_642, "resnet50Py": 23_528_522, "vgg11Py": 128_812_810,
+             "vgg16Py": 134_309_962, "vgg19Py": 139_622_218, "resnet18": 11_173_962}
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(PY_PARAMS))
+def test_param_counts(name):
+    with torch.device("meta"):                      # no allocation or init: counts only
+        m = get_model(name, 10)
+    assert n_params(m) == PY_PARAMS[name]
+
+
+CIFAR_STYLE = [n for n in list_models() if not n.endswith("Py")]
+TV_STYLE = [n for n in list_models() if n.endswith("Py")]
+# The torchvision-style VGGs hold ~130M parameters each: build them once (10 classes) to keep CI fast;
+# class counts are checked on the CIFAR-style zoo and resnet18Py.
+CASES = [(n, c) for n in CIFAR_STYLE + ["resnet18Py"] for c in (10, 43, 100)] + \
+        [(n, 10) for n in TV_STYLE if n != "resnet18Py"]
+
+
+@pytest.mark.parametrize("name,classes", CASES)
+def test_forward_backward(name, classes):
+    torch.manual_seed(0)
+    m = get_model(name, classes)
+    x = torch.randn(2, 3, 32, 32)                   # Py variants also run at 32 px (adaptive pools)
+    out = m(x)
+    assert out.shape == (2, classes)
+    out.sum().backward()
+    layers = list(quant_layers(m))
+    assert layers, "every model must have quantized layers"
+    assert all(l.weight.grad is not None and l.weight.grad.abs().sum() > 0 for _, l in layers)
+    # every Conv2d/Linear is quantized, none left in float
+    assert all(isinstance(mod, QUANT_TYPES) for mod in m.modules()
+               if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)))
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(KeyError, match="choose from .*resnet18"):
+        get_model("resnet34", 10)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantize_dequantize_error(bits):
+    torch.manual_seed(1)
+    w = torch.randn(64, 32, 3, 3) * 0.05
+    q, delta = quantize_int(w, bits)
+    assert q.dtype == torch.int8
+    assert int(q.abs().max()) == qmax_for(bits)                # the max |W| maps to the top level
+    assert q.min() >= -qmax_for(bits) and q.max() <= qmax_for(bits)
+    assert torch.allclose(delta, w.abs().max() / qmax_for(bits))
+    err = (q.float() * delta - w).abs()
+    assert err.max() <= delta / 2 + 1e-7
+    assert torch.equal(fake_quant(w, bits), q.float() * delta)
+
+
+def test_round_half_to_even():
+    w = torch.tensor([127.0, 0.5, 1.5, 2.5, -0.5, -2.5])    # Δ = 1
+    q, delta = quantize_int(w)
+    assert delta.item() == 1.0
+    assert q.tolist() == [127, 0, 2, 2, 0, -2]
+
+
+def test_ste_passes_gradient():
+    w = torch.randn(10, requires_grad=True)
+    g = torch.randn(10)
+    fake_quant(w).backward(g)
+    assert torch.equal(w.grad, g)
+
+
+def test_fault_weights_use_clean_delta_and_restore():
+    torch.manual_seed(2)
+    m = get_model("vgg11", 10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    clean = m(x)
+    name, layer = next(iter(quant_layers(m)))
+    q, delta = layer.int8_weight()
+    layer.set_fault(torch.full_like(q, -128))                 # -128 is allowed, no clamp
+    assert torch.equal(layer.quant_weight(), torch.full_like(layer.weight, -128) * delta)
+    assert not torch.equal(m(x), clean)
+    layer.set_fault(None)
+    assert torch.equal(m(x), clean)
+    with pytest.raises(ValueError, match="int8"):
+        layer.set_fault(q.float())

@@ -1,0 +1,1 @@
+"""Training: QAT of the base classifier (train.qat) and EOPM training of the generator (train.eopm)."""

@@ -1,0 +1,150 @@
+"""`transform_eopm_gen` mode: train a NeuralFuse generator with EOPM (SPEC §7, paper Eq. 3-5).
+
+Loss per batch, with M0 the clean quantized base model and M_k (k = 1..N) copies carrying the bit
+errors of fresh training fault seeds:
+
+    L = CE(M0(F(x)), y) + λ · (1/N) Σ_k CE(M_k(F(x)), y),      F(x) = clamp(x + G(x), -1, 1)
+
+Only G is trained; the base model is frozen (eval mode, no parameter gradients). The released code
+recomputed G(x) and the clean term N times per batch and averaged N losses of the form
+CE_0 + λ·CE_k; the gradient is identical when G(x) and M0 run once per batch, which is what we do:
+F(x) is computed once, detached into a leaf z, every M_k back-propagates into z.grad one at a time
+(memory of one model), and z.grad is finally pushed through G. One consequence differs from the
+original: the generator's BatchNorm running statistics update once per batch instead of N times.
+
+Example:
+    python zs_main.py resnet18 transform_eopm_gen cifar10 -ber 0.01 -cp BASE.pt -G ConvL -N 10 -LM 5
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitflip import FaultConfig, perturbed
+from common.ckpt import load_checkpoint
+from common.data import cache_batches, make_loader
+from common.dist import init_distributed, shutdown
+from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
+from eval.accuracy import accuracy
+from eval.neuralfuse import evaluate_run, evaluate_seeds, load_base
+from generators import get_generator
+from train.loop import fit, train_one_epoch
+from train.qat import configs_dict
+
+
+def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              fault: FaultConfig, seeds: Sequence[int], lam: float) -> dict:
+    """Accumulate ∇L (above) into the generator's .grad for one batch; returns the batch metrics."""
+    fx = gen(x)                                           # (B, 3, H, W), graph through G
+    z = fx.detach().requires_grad_(True)                  # leaf: each model adds its ∂L/∂F(x)
+    logits = base(z)
+    loss_clean = F.cross_entropy(logits, y)
+    loss_clean.backward()
+    clean_acc = (logits.argmax(1) == y).float().mean().item()
+    pert_loss, pert_acc = 0.0, 0.0
+    for seed in seeds:
+        with perturbed(base, fault, int(seed)):
+            logits_k = base(z)
+            loss_k = F.cross_entropy(logits_k, y)
+            (loss_k * (lam / len(seeds))).backward()
+        pert_loss += loss_k.item() / len(seeds)
+        pert_acc += (logits_k.argmax(1) == y).float().mean().item() / len(seeds)
+    fx.backward(z.grad)
+    return {"loss": loss_clean.item() + lam * pert_loss, "clean_acc": 100 * clean_acc,
+            "pert_acc": 100 * pert_acc}
+
+
+def generator_meta(cfgs) -> dict:
+    """The fields that make a generator checkpoint self-describing."""
+    return {"kind": "generator", "generator": cfgs.eopm.generator, "arch": cfgs.run.arch,
+            "dataset": cfgs.data.dataset, "bits": cfgs.run.bits, "fault": asdict(cfgs.fault),
+            "base_checkpoint": cfgs.run.checkpoint}
+
+
+def run(cfgs) -> int:
+    run_cfg, data_cfg, ecfg, fault = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault
+    device = resolve_device(run_cfg.device)
+    dist_info = init_distributed(device)
+    base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, device)
+    run_dir = prepare_run_dir(run_cfg.run_dir, run_cfg.force, run_cfg.resume) if dist_info.is_main else None
+    seed_everything(run_cfg.seed)
+
+    gen = get_generator(ecfg.generator, bits=run_cfg.bits).to(device)
+    opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
+    start_epoch, best = 0, -1.0
+    if run_cfg.resume:
+        ckpt = load_checkpoint(Path(run_cfg.run_dir) / "last.pt", kind="generator")
+        gen.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
+        print(f"resuming {run_cfg.run_dir} at epoch {start_epoch + 1}")
+    net = gen
+    if dist_info.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(gen, device_ids=[device] if device.type == "cuda" else None)
+
+    train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
+    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=0, device=device)) \
+        if dist_info.is_main else []
+    print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
+          f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
+    if dist_info.is_main:
+        write_json(run_dir / "args.json", configs_dict(cfgs))
+    lo, hi = ecfg.train_seeds
+    seed_rng = None
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        seeds = seed_rng.integers(lo, hi + 1, size=ecfg.n_models)  # fresh fault seeds every batch
+        metrics = eopm_step(net, base, x, y, fault, seeds, ecfg.lam)
+        opt.step()
+        sched.step()
+        return metrics
+
+    def one_epoch(epoch):
+        nonlocal seed_rng
+        seed_rng = np.random.default_rng([run_cfg.seed, dist_info.rank, epoch])  # resumable stream
+        train_loader.generator.manual_seed(run_cfg.seed * 100003 + epoch)
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        net.train()
+        m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{ecfg.epochs}", dist_info)
+        return {**m, "lr": sched.get_last_lr()[0]}
+
+    def validate(epoch):
+        gen.eval()
+        res = evaluate_seeds(base, gen, test_batches, device, fault, ecfg.monitor_seeds)
+        return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
+
+    def make_checkpoint(epoch, metrics, best_value):
+        return {**generator_meta(cfgs), "state_dict": gen.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "epoch": epoch, "best": best_value, "metrics": metrics,
+                "config": configs_dict(cfgs)}
+
+    try:
+        best, _ = fit(run_dir, ecfg.epochs, start_epoch, best, one_epoch, validate, "val_PA_NF",
+                      make_checkpoint, dist_info)
+    finally:
+        shutdown(dist_info)
+    if not dist_info.is_main:
+        return 0
+    print(f"best perturbed accuracy with generator on monitor seeds {ecfg.monitor_seeds}: {best:.2f}% "
+          f"-> {run_dir / 'best.pt'}; final evaluation over {len(cfgs.eval.seeds)} seeds:")
+    gen.load_state_dict(load_checkpoint(run_dir / "best.pt", kind="generator")["state_dict"])
+    gen.eval()
+    evaluate_run(cfgs, base, gen, run_dir, device, {
+        "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
+        "g_path": str(run_dir / "best.pt"), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
+        "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs})
+    try:
+        from eval.plots import plot_curves
+        print(f"training curves: {plot_curves(run_dir)}")
+    except ImportError:
+        pass
+    return 0

@@ -1,0 +1,73 @@
+"""The one training loop (STYLE habit 5): `train_one_epoch` runs any per-batch step, `fit` drives epochs.
+
+Both the base-model QAT (train.qat) and the generator's EOPM training (train.eopm) use these, so
+progress bars, metrics.jsonl, atomic best/last checkpoints and resume behave the same everywhere.
+
+Example:
+    fit(run_dir, epochs=5, start_epoch=0, best=-1.0, one_epoch=..., validate=..., best_key="test_acc",
+        make_checkpoint=lambda epoch, metrics, best: {...})
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Optional, Tuple
+
+import torch
+from tqdm import tqdm
+
+from common.ckpt import save_checkpoint
+from common.dist import DistInfo, all_reduce_sum
+from common.runs import append_jsonl
+
+Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
+
+
+def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: str,
+                    dist_info: DistInfo = DistInfo()) -> Dict[str, float]:
+    """Call `step(x, y)` on every batch; return the image-weighted mean of the metrics it returns."""
+    sums: Dict[str, float] = {}
+    n = 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=None)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        metrics = step(x, y)
+        b = y.numel()
+        n += b
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * b
+        bar.set_postfix({k: f"{v / n:.3g}" for k, v in sums.items()}, refresh=False)
+    keys = sorted(sums)
+    totals = torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64, device=device)
+    totals = all_reduce_sum(totals, dist_info).tolist()
+    return {f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals[:-1])}
+
+
+def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
+        one_epoch: Callable[[int], Dict[str, float]], validate: Callable[[int], Dict[str, float]],
+        best_key: str, make_checkpoint: Callable[[int, Dict[str, float], float], dict],
+        dist_info: DistInfo = DistInfo(), log: Callable[[str], None] = print) -> Tuple[float, Optional[dict]]:
+    """Train epochs start_epoch..epochs-1; after each, validate, log a JSON line, save last/best.
+
+    Checkpoints are written after every epoch (atomically), so an interrupted run loses at most the
+    epoch in progress and `-rt` continues from the next one. Returns (best value, last metrics).
+    """
+    row = None
+    for epoch in range(start_epoch, epochs):
+        t0 = time.time()
+        train_metrics = one_epoch(epoch)
+        val_metrics = validate(epoch) if dist_info.is_main else {}
+        row = {"epoch": epoch, **train_metrics, **val_metrics, "epoch_time_s": round(time.time() - t0, 2)}
+        if dist_info.is_main:
+            value = val_metrics.get(best_key, -math.inf)
+            is_best = value > best
+            best = max(best, value)
+            append_jsonl(run_dir / "metrics.jsonl", row)
+            ckpt = make_checkpoint(epoch, row, best)
+            save_checkpoint(ckpt, run_dir / "last.pt")
+            if is_best:
+                save_checkpoint(ckpt, run_dir / "best.pt")
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            log(f"epoch {epoch + 1}/{epochs} {shown}{' *best*' if is_best else ''}")
+    return best, row

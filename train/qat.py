@@ -1,0 +1,103 @@
+"""`train` mode: quantization-aware training of the 8-bit base classifier (SPEC §4).
+
+SGD (momentum 0.9, lr -LR, no weight decay, no schedule) with cross-entropy on fake-quantized
+weights; test accuracy after every epoch; best/last checkpoints; resume with -rt.
+
+Example:
+    python zs_main.py resnet18 train cifar10 -E 300 -BS 256 -LR 0.001
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+
+from common.ckpt import code_version, load_checkpoint
+from common.data import cache_batches, make_loader
+from common.dist import DistInfo, init_distributed, shutdown
+from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
+from eval.accuracy import accuracy
+from models import get_model
+from train.loop import fit, train_one_epoch
+
+
+def configs_dict(cfgs) -> dict:
+    """The resolved configuration as plain data (stored in args.json and in every checkpoint)."""
+    return {k: asdict(getattr(cfgs, k)) for k in ("run", "data", "train", "eopm", "fault", "eval")}
+
+
+def build_base_model(arch: str, dataset: str, bits: int) -> torch.nn.Module:
+    from datasets import get_dataset_info
+    return get_model(arch, get_dataset_info(dataset).num_classes, bits)
+
+
+def base_checkpoint_meta(arch: str, dataset: str, bits: int) -> dict:
+    """The fields that make a base checkpoint self-describing (checked when it is loaded)."""
+    from datasets import get_dataset_info
+    return {"kind": "base", "arch": arch, "dataset": dataset, "bits": bits,
+            "num_classes": get_dataset_info(dataset).num_classes}
+
+
+def run(cfgs) -> int:
+    run_cfg, data_cfg, tcfg = cfgs.run, cfgs.data, cfgs.train
+    device = resolve_device(run_cfg.device)
+    dist_info = init_distributed(device)
+    run_dir = prepare_run_dir(run_cfg.run_dir, run_cfg.force, run_cfg.resume) if dist_info.is_main \
+        else None
+    seed_everything(run_cfg.seed)
+
+    model = build_base_model(run_cfg.arch, data_cfg.dataset, run_cfg.bits).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
+                          weight_decay=tcfg.weight_decay)
+    start_epoch, best = 0, -1.0
+    if run_cfg.resume:
+        ckpt = load_checkpoint(f"{run_cfg.run_dir}/last.pt", kind="base")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
+        print(f"resuming {run_cfg.run_dir} at epoch {start_epoch + 1}")
+    net = model
+    if dist_info.enabled:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+    train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
+    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=run_cfg.seed, device=device)) \
+        if dist_info.is_main else []
+    print(f"data: {len(train_loader.dataset)} train / {sum(len(y) for _, y in test_batches)} test images "
+          f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
+    if dist_info.is_main:
+        write_json(run_dir / "args.json", {"code_version": code_version(), **configs_dict(cfgs)})
+
+    def step(x, y):
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item(), "acc": 100.0 * (logits.argmax(1) == y).float().mean().item()}
+
+    def one_epoch(epoch):
+        net.train()
+        train_loader.generator.manual_seed(run_cfg.seed * 100003 + epoch)  # same order on resume
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        return train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{tcfg.epochs}", dist_info)
+
+    def validate(epoch):
+        m = accuracy(model, test_batches, device, desc="test")
+        return {"test_acc": m["acc"], "test_loss": m["loss"]}
+
+    def make_checkpoint(epoch, metrics, best_acc):
+        return {**base_checkpoint_meta(run_cfg.arch, data_cfg.dataset, run_cfg.bits),
+                "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                "best": best_acc, "metrics": metrics, "config": configs_dict(cfgs)}
+
+    try:
+        best, _ = fit(run_dir, tcfg.epochs, start_epoch, best, one_epoch, validate, "test_acc",
+                      make_checkpoint, dist_info)
+    finally:
+        shutdown(dist_info)
+    if dist_info.is_main:
+        print(f"done: best test accuracy {best:.2f}% -> {run_dir / 'best.pt'} (last epoch: {run_dir / 'last.pt'})")
+    return 0
