@@ -183,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         cfgs = build_configs(args)
         print(f"NeuralFuse {code_version()} | {args.arch} {args.mode} {args.dataset} | "
-              f"args: {vars(args)}", flush=True)
+              f"args: {vars(args)}", file=sys.stderr if args.json else sys.stdout, flush=True)
         module, fn = MODES[args.mode].split(":")
         return getattr(importlib.import_module(module), fn)(cfgs) or 0
     except (UsageError, CheckpointError, DataMissingError, UnknownName) as e:

@@ -13,16 +13,17 @@ from __future__ import annotations
 import csv
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from bitflip import FaultConfig, perturbed
-from common.ckpt import CheckpointError, load_checkpoint
+from common.ckpt import load_checkpoint
 from common.data import cache_batches, make_loader
 from common.runs import UsageError, resolve_device, write_json
 from eval.accuracy import accuracy
+from eval.plots import plot_sweep
 
 RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")
 
@@ -41,7 +42,7 @@ def load_base(path: str, arch: str, dataset: str, device: torch.device) -> torch
     return model.to(device).eval().requires_grad_(False)
 
 
-def load_generator(path: str, device: torch.device) -> torch.nn.Module:
+def load_generator(path: str, device: torch.device) -> Tuple[torch.nn.Module, dict]:
     from generators import get_generator
     if not path:
         raise UsageError("testing_mode 'generator_base' needs a generator: set G_PATH in config.py or "
@@ -49,7 +50,7 @@ def load_generator(path: str, device: torch.device) -> torch.nn.Module:
     ckpt = load_checkpoint(path, kind="generator")
     gen = get_generator(ckpt["generator"], bits=ckpt.get("bits", 8))
     gen.load_state_dict(ckpt["state_dict"])
-    return gen.to(device).eval().requires_grad_(False)
+    return gen.to(device).eval().requires_grad_(False), ckpt
 
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
@@ -126,12 +127,8 @@ def evaluate_run(cfgs, base: torch.nn.Module, gen: Optional[torch.nn.Module], ru
                 "fault_model": cfgs.fault.model, "ber": bers[0], "seeds": list(cfgs.eval.seeds),
                 "test_limit": data_cfg.test_limit, **extra_settings}
     main = write_results(run_dir, all_results, settings)
-    try:
-        from eval.plots import plot_sweep
-        if len(bers) > 1:
-            print(f"sweep plot: {plot_sweep(run_dir)}")
-    except ImportError:
-        pass
+    if len(bers) > 1:
+        print(f"sweep plot: {plot_sweep(run_dir)}")
     print(f"results: {run_dir / 'results.json'}")
     return main
 
@@ -153,8 +150,7 @@ def run(cfgs) -> int:
             "n_images": sum(len(y) for _, y in batches)}})
         print(f"CA {ca:.2f}% on {sum(len(y) for _, y in batches)} test images -> {run_dir / 'results.json'}")
         return 0
-    gen = load_generator(g_path, device)
-    gckpt = load_checkpoint(g_path, kind="generator")
+    gen, gckpt = load_generator(g_path, device)
     evaluate_run(cfgs, base, gen, run_dir, device, {
         "testing_mode": mode, "checkpoint": cfgs.run.checkpoint, "generator": gckpt["generator"],
         "g_path": g_path, "generator_trained_on": f"{gckpt['arch']}/{gckpt['dataset']}"})

@@ -31,6 +31,7 @@ from common.data import cache_batches, make_loader
 from common.dist import init_distributed, shutdown
 from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
 from eval.accuracy import accuracy
+from eval.plots import plot_curves
 from eval.neuralfuse import evaluate_run, evaluate_seeds, load_base
 from generators import get_generator
 from train.loop import fit, train_one_epoch
@@ -142,9 +143,5 @@ def run(cfgs) -> int:
         "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
         "g_path": str(run_dir / "best.pt"), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
         "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs})
-    try:
-        from eval.plots import plot_curves
-        print(f"training curves: {plot_curves(run_dir)}")
-    except ImportError:
-        pass
+    print(f"training curves: {plot_curves(run_dir)}")
     return 0

@@ -18,6 +18,7 @@ from common.data import cache_batches, make_loader
 from common.dist import DistInfo, init_distributed, shutdown
 from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
 from eval.accuracy import accuracy
+from eval.plots import plot_curves
 from models import get_model
 from train.loop import fit, train_one_epoch
 
@@ -99,5 +100,6 @@ def run(cfgs) -> int:
     finally:
         shutdown(dist_info)
     if dist_info.is_main:
+        print(f"training curves: {plot_curves(run_dir)}")
         print(f"done: best test accuracy {best:.2f}% -> {run_dir / 'best.pt'} (last epoch: {run_dir / 'last.pt'})")
     return 0

@@ -1,0 +1,192 @@
+"""`report` mode: run folders' results.json → one markdown table laid out like the paper's (SPEC §8, §11).
+
+One row per (run, split, BER): base model × generator, dataset, fault model, BER, CA, PA (mean ± std),
+CA(NF), PA(NF) (mean ± std), RP, seeds, test images and the energy saving ES of SPEC §10 (eval.energy,
+when it covers the setting). Under each test row whose setting the paper reports (same base model,
+dataset and generator, BER 1% or 0.5%, official 8-bit faults at any bit), a "↳ paper" row repeats the
+paper's numbers (eval.paper) for comparison.
+
+Example:
+    python zs_main.py report checkpoints/resnet18_cifar10_ConvL_ber0.01_official checkpoints/ --out results.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from eval.paper import PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
+
+DASH = "–"
+PAPER_LABEL = "↳ paper"
+NOTE = "Accuracies in %, mean ± population std over fault seeds; RP = PA(NF) − PA in points."
+ENERGY_NOTE = "ES = SRAM energy saving (Eq. 6 from weight-memory accesses, Eq. 7 from MACs)."
+PAPER_NOTE = (f"'{PAPER_LABEL}' rows: arXiv 2306.16869 ({PAPER_FAULT_MODEL} faults, 8-bit weights, "
+              f"{PAPER_SEEDS} perturbed models, full test split).")
+
+
+class ReportError(Exception):
+    """A bad report argument: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="zs_main.py report", description="Tabulate run folders' results.json as markdown, "
+                "beside the paper's numbers where the setting matches.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a run folder holding results.json, or a folder of such run folders")
+    p.add_argument("--out", default=None, help="also write the table to this file")
+    p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=True,
+                   help="energy-saving columns from eval.energy (default on)")
+    return p
+
+
+def find_runs(paths: Sequence[str]) -> List[Path]:
+    """Each path is a run folder with results.json, or a folder whose subfolders are (sorted by name)."""
+    runs: List[Path] = []
+    for p in map(Path, paths):
+        if (p / "results.json").is_file():
+            runs.append(p)
+            continue
+        children = sorted(c.parent for c in p.glob("*/results.json")) if p.is_dir() else []
+        if not children:
+            why = "does not exist" if not p.exists() else "has no results.json (nor subfolders with one)"
+            raise ReportError(f"{p} {why}; evaluate it first with transform_eval or transform_eopm_gen")
+        runs.extend(children)
+    return runs
+
+
+def load_results(run_dir: Path) -> Dict:
+    path = run_dir / "results.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ReportError(f"{path} is unreadable: {e}") from None
+
+
+def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
+    """One row per (split, BER) of a results.json; a 'clean' result gives one row with CA only."""
+    s = res.get("settings", {})
+    fault = s.get("fault") or {}
+    common = {"run": run_dir.name, "arch": s.get("arch"), "generator": s.get("generator"),
+              "dataset": s.get("dataset"), "fault_model": s.get("fault_model", fault.get("model")),
+              "position": fault.get("position", -1), "bits": fault.get("bits", 8), "lam": s.get("lam"),
+              "trained_on": s.get("generator_trained_on")}
+    entries = res.get("sweep") or [res]
+    rows = []
+    for e in entries:
+        perturbed = "PA_mean" in e
+        n_seeds = len(e["per_seed"]) if e.get("per_seed") else (len(s.get("seeds", [])) if perturbed else 0)
+        rows.append({**common, **{k: e.get(k) for k in ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean",
+                                                         "PA_NF_std", "RP")},
+                     "ber": e.get("ber", s.get("ber")) if perturbed else None,
+                     "split": e.get("split", "test"), "n_seeds": n_seeds or None,
+                     "n_images": e.get("n_images", s.get("n_images"))})
+    return rows
+
+
+def paper_row(row: Dict) -> Optional[Dict]:
+    """The paper's numbers for `row`'s setting, shaped like a row, or None when it reports none."""
+    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != 8:
+        return None
+    if row["trained_on"] and row["trained_on"] != f"{row['arch']}/{row['dataset']}":
+        return None                     # a transferred generator: the paper's tables here don't cover it
+    p = paper_numbers(row["arch"], row["dataset"], row["generator"], row["ber"],
+                      row["fault_model"] or PAPER_FAULT_MODEL, row["lam"])
+    if p is None:
+        return None
+    return {**row, **{k: p.get(k) for k in ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std",
+                                             "RP")},
+            "run": PAPER_LABEL, "fault_model": PAPER_FAULT_MODEL if row["ber"] is not None else None,
+            "n_seeds": PAPER_SEEDS if row["ber"] is not None else None, "n_images": "full",
+            "es_twma": p.get("ES"), "es_mac": None}
+
+
+def energy_saving(row: Dict, cache: Dict) -> Tuple[Optional[float], Optional[float]]:
+    """(ES from TWMA, ES from MACs) in % from eval.energy, or (None, None) where it has no answer."""
+    if row["generator"] is None or row["ber"] is None:
+        return None, None
+    key = (row["arch"], row["generator"], row["dataset"], row["ber"])
+    if key not in cache:
+        cache[key] = (None, None)
+        try:
+            from eval.energy import energy_rows
+            found = energy_rows(row["arch"], [row["generator"]], dataset=row["dataset"], ber=row["ber"])
+            mine = [r for r in found if r.get("generator", row["generator"]) == row["generator"]]
+            if mine:
+                cache[key] = (mine[0].get("es_twma"), mine[0].get("es_mac"))
+        except Exception:  # eval.energy missing, or the setting unsupported (e.g. 224 px): show "–"
+            pass
+    return cache[key]
+
+
+def _num(v, fmt: str = "{:.1f}") -> str:
+    return fmt.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else DASH
+
+
+def _mean_std(mean, std) -> str:
+    if not isinstance(mean, (int, float)):
+        return DASH
+    return _num(mean) + (f" ± {std:.1f}" if isinstance(std, (int, float)) else "")
+
+
+def format_row(row: Dict, energy: bool) -> List[str]:
+    ber = row["ber"]
+    cells = [row["run"], row["arch"] or DASH, row["generator"] or DASH, row["dataset"] or DASH,
+             row["fault_model"] if ber is not None and row["fault_model"] else DASH,
+             f"{ber * 100:g}%" if ber is not None else DASH, row["split"],
+             _num(row["CA"]), _mean_std(row["PA_mean"], row["PA_std"]), _num(row["CA_NF"]),
+             _mean_std(row["PA_NF_mean"], row["PA_NF_std"]), _num(row["RP"], "{:+.1f}"),
+             str(row["n_seeds"] or DASH), str(row["n_images"] or DASH)]
+    if energy:
+        cells += [_num(row.get("es_twma")), _num(row.get("es_mac"))]
+    return cells
+
+
+def markdown_table(rows: List[Dict], energy: bool) -> str:
+    header = ["run", "base model", "generator", "dataset", "fault model", "BER", "split", "CA", "PA",
+              "CA(NF)", "PA(NF)", "RP", "seeds", "test images"] + (["ES (%)", "ES MAC (%)"] if energy else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(format_row(r, energy)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def build_report(run_dirs: Sequence[str], energy: bool = True) -> str:
+    """The markdown report (table + one note line) for the given run folders."""
+    rows: List[Dict] = []
+    cache: Dict = {}
+    for run_dir in find_runs(run_dirs):
+        for row in run_rows(run_dir, load_results(run_dir)):
+            if energy:
+                row["es_twma"], row["es_mac"] = energy_saving(row, cache)
+            rows.append(row)
+            paper = paper_row(row)
+            if paper is not None:
+                rows.append(paper)
+    notes = [NOTE] + [ENERGY_NOTE] * energy + [PAPER_NOTE] * any(r["run"] == PAPER_LABEL for r in rows)
+    return markdown_table(rows, energy) + "\n\n" + " ".join(notes) + "\n"
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        args = build_parser().parse_args(list(argv))
+    except SystemExit as e:              # -h, or a usage error already printed as one line
+        return int(e.code or 0)
+    try:
+        text = build_report(args.run_dirs, args.energy)
+    except ReportError as e:
+        print(f"zs_main.py report: error: {e}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if args.out:
+        from common.ckpt import atomic_write
+        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
+        print(f"report written to {args.out}", file=sys.stderr)
+    return 0

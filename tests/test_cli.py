@@ -1,0 +1,113 @@
+"""The command line end to end on a tiny learnable CIFAR-10 copy: train -> transform_eopm_gen ->
+transform_eval, the files each promises, resume/overwrite rules and one-line user errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import zs_main
+from common.ckpt import load_checkpoint
+from common.runs import read_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--train-limit", "40", "--test-limit", "20", "-BS", "20", "-TBS", "20", "--no-download",
+        "--device", "cpu"]
+
+
+def run_cli(*args):
+    return zs_main.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def chain(cifar_root, tmp_path_factory):
+    """One tiny run of every mode, shared by the tests below."""
+    out = tmp_path_factory.mktemp("runs")
+    data = ["--data-root", cifar_root, *TINY]
+    assert run_cli("vgg11", "train", "cifar10", "-E", 1, "-LR", 0.01, "--run-dir", out / "base", *data) == 0
+    base = out / "base" / "best.pt"
+    assert run_cli("vgg11", "transform_eopm_gen", "cifar10", "-cp", base, "-E", 1, "-N", 2, "-G", "UNetS",
+                   "--eval-seeds", "50000:50003", "--run-dir", out / "gen", *data) == 0
+    assert run_cli("vgg11", "transform_eval", "cifar10", "-cp", base, "--testing-mode", "generator_base",
+                   "--G-path", out / "gen" / "best.pt", "--eval-seeds", "1,2", "--eval-bers", "0.01,0.002",
+                   "--run-dir", out / "eval", *data) == 0
+    assert run_cli("vgg11", "transform_eval", "cifar10", "-cp", base, "--testing-mode", "clean",
+                   "--run-dir", out / "clean", *data) == 0
+    return out
+
+
+def test_train_writes_run_folder(chain):
+    run = chain / "base"
+    for f in ("args.json", "metrics.jsonl", "last.pt", "best.pt"):
+        assert (run / f).is_file(), f
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [0]
+    ckpt = load_checkpoint(run / "best.pt", kind="base")
+    assert ckpt["arch"] == "vgg11" and ckpt["dataset"] == "cifar10" and ckpt["num_classes"] == 10
+    assert ckpt["config"]["data"]["train_limit"] == 40
+    assert 0 <= rows[0]["test_acc"] <= 100
+    assert not list(run.glob("*.tmp")), "no temporary files left behind"
+
+
+def test_eopm_and_eval_results(chain):
+    keys = {"CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP"}
+    for run, n_seeds in ((chain / "gen", 3), (chain / "eval", 2)):
+        res = json.loads((run / "results.json").read_text())
+        assert keys <= set(res)
+        for k in keys - {"RP"}:
+            assert 0 <= res[k] <= 100, (k, res[k])
+        assert res["RP"] == pytest.approx(res["PA_NF_mean"] - res["PA_mean"])
+        assert len(res["per_seed"]) == n_seeds
+        assert res["settings"]["fault_model"] == "official" and res["settings"]["arch"] == "vgg11"
+        assert (run / "results.csv").is_file() and (run / "sweep.csv").is_file()
+    sweep = json.loads((chain / "eval" / "results.json").read_text())["sweep"]
+    assert [r["ber"] for r in sweep] == [0.01, 0.002]
+    gck = load_checkpoint(chain / "gen" / "best.pt", kind="generator")
+    assert gck["generator"] == "UNetS" and gck["arch"] == "vgg11" and gck["fault"]["ber"] == 0.01
+    clean = json.loads((chain / "clean" / "results.json").read_text())
+    assert 0 <= clean["CA"] <= 100 and clean["settings"]["testing_mode"] == "clean"
+
+
+def test_refuses_overwrite_then_resumes(chain, cifar_root, capsys):
+    data = ["--data-root", cifar_root, *TINY]
+    args = ["vgg11", "train", "cifar10", "--run-dir", chain / "base", *data]
+    assert run_cli(*args, "-E", 1) == 2
+    assert "-F" in capsys.readouterr().err
+    assert run_cli(*args, "-E", 2, "-rt") == 0                       # continues with epoch 2
+    assert [r["epoch"] for r in read_jsonl(chain / "base" / "metrics.jsonl")] == [0, 1]
+    assert load_checkpoint(chain / "base" / "last.pt")["epoch"] == 1
+
+
+def test_checkpoint_mismatch_is_a_user_error(chain, cifar_root, capsys):
+    code = run_cli("resnet18", "transform_eval", "cifar10", "-cp", chain / "base" / "best.pt",
+                   "--data-root", cifar_root, *TINY, "--run-dir", chain / "x")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "vgg11" in err and "resnet18" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["resnet34", "train", "cifar10"], "resnet34"),
+    (["resnet18", "fly", "cifar10"], "fly"),
+    (["resnet18", "train", "mnist"], "mnist"),
+    (["resnet18", "train", "cifar10", "-ber", "1.5"], "1.5"),
+    (["resnet18", "train", "cifar10", "-G", "Big"], "Big"),
+    (["resnet18", "train", "cifar10", "-pos", "9"], "-pos 9"),
+    (["resnet18", "transform_eval", "cifar10"], "-cp"),
+])
+def test_bad_input_one_line_exit_2(argv, needle, tmp_path):
+    p = subprocess.run([sys.executable, str(ROOT / "zs_main.py"), *argv, "--run-dir", str(tmp_path / "r"),
+                        "--data-root", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    err = p.stderr.strip()
+    assert p.returncode == 2, (p.returncode, err)
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_data_is_clear(tmp_path, capsys):
+    code = run_cli("vgg11", "train", "cifar10", "--data-root", tmp_path, "--no-download",
+                   "--run-dir", tmp_path / "r", "-E", 1)
+    err = capsys.readouterr().err
+    assert code == 2 and "cifar-10-batches-py" in err

@@ -1,0 +1,239 @@
+"""Plots and the markdown report, on fake run folders written with the schema of eval.neuralfuse / train.loop."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from eval import report
+from eval.paper import CLEAN_ACC, PA_WITHOUT_NF, WITH_NF, paper_numbers
+from eval.plots import plot_curves, plot_sweep
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SEEDS = [50000, 50001, 50002]
+
+
+def _entry(ber: float, split: str = "test", pa: float = 40.0, pa_nf: float = 80.0) -> dict:
+    per_seed = [{"seed": s, "PA": pa + i, "PA_NF": pa_nf + i} for i, s in enumerate(SEEDS)]
+    return {"CA": 91.23, "CA_NF": 90.04, "PA_mean": pa + 1, "PA_std": 0.8165, "PA_NF_mean": pa_nf + 1,
+            "PA_NF_std": 0.8165, "RP": pa_nf - pa, "per_seed": per_seed, "ber": ber, "split": split,
+            "n_images": 1000}
+
+
+def make_eval_run(root: Path, name: str = "run_a", arch: str = "resnet18", generator: str = "ConvL",
+                  bers=(0.01,), fault_model: str = "official", position: int = -1, dataset: str = "cifar10",
+                  lam=None) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    sweep = [_entry(b, pa=40.0 - 1000 * b, pa_nf=80.0 - 1000 * b) for b in bers]
+    settings = {"arch": arch, "dataset": dataset, "fault": {"model": fault_model, "ber": bers[0],
+                "position": position, "bits": 8}, "fault_model": fault_model, "ber": bers[0], "seeds": SEEDS,
+                "test_limit": 1000, "testing_mode": "generator_base", "checkpoint": "base.pt",
+                "generator": generator, "g_path": "g.pt", "generator_trained_on": f"{arch}/{dataset}"}
+    if lam is not None:
+        settings.update(lam=lam, n_models=4, epochs=3)
+    top = {k: sweep[0][k] for k in ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")}
+    (run / "results.json").write_text(json.dumps({**top, "per_seed": sweep[0]["per_seed"],
+                                                  "settings": settings, "sweep": sweep}))
+    return run
+
+
+def make_train_run(root: Path, eopm: bool) -> Path:
+    run = root / ("eopm_run" if eopm else "qat_run")
+    run.mkdir(parents=True)
+    rows = []
+    for epoch in range(4):
+        if eopm:
+            rows.append({"epoch": epoch, "train_loss": 5.0 - epoch, "train_clean_acc": 50.0 + epoch,
+                         "train_pert_acc": 30.0 + 2 * epoch, "lr": 1e-3, "val_CA_NF": 51.0 + epoch,
+                         "val_PA": 33.0, "val_PA_NF": 35.0 + epoch, "epoch_time_s": 1.5})
+        else:
+            rows.append({"epoch": epoch, "train_loss": 2.0 - 0.3 * epoch, "train_acc": 30.0 + 5 * epoch,
+                         "test_acc": 28.0 + 5 * epoch, "test_loss": 2.1 - 0.3 * epoch, "epoch_time_s": 2.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = {"run": {"arch": "vgg11", "mode": "transform_eopm_gen" if eopm else "train"},
+            "data": {"dataset": "cifar10"}, "eopm": {"generator": "ConvL", "lam": 5.0, "n_models": 4},
+            "fault": {"model": "official", "ber": 0.01}}
+    (run / "args.json").write_text(json.dumps(args))
+    return run
+
+
+def assert_png(path: Path, min_bytes: int = 5000) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > min_bytes
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+
+
+def table_lines(text: str) -> list:
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def cells(line: str) -> list:
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+@pytest.fixture
+def no_energy_module(monkeypatch):
+    """eval.energy absent: the report must still work and show '–'."""
+    monkeypatch.setitem(sys.modules, "eval.energy", None)
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+def test_plot_sweep_writes_png(tmp_path):
+    run = make_eval_run(tmp_path, bers=(0.02, 0.01, 0.005))
+    out = plot_sweep(run)
+    assert out == run / "sweep.png"
+    assert_png(out)
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]      # atomic: no temp file left
+
+
+@pytest.mark.parametrize("eopm", [False, True], ids=["qat", "eopm"])
+def test_plot_curves_writes_png(tmp_path, eopm):
+    run = make_train_run(tmp_path, eopm)
+    out = plot_curves(run)
+    assert out == run / "curves.png"
+    assert_png(out)
+
+
+def test_plots_missing_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        plot_sweep(tmp_path)
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
+        plot_curves(tmp_path)
+
+
+# --- paper numbers --------------------------------------------------------------------------------
+
+def test_paper_numbers_lookup():
+    p = paper_numbers("resnet18", "cifar10", "ConvL", 0.01)
+    assert (p["CA"], p["PA_mean"], p["PA_std"], p["CA_NF"], p["PA_NF_mean"], p["PA_NF_std"]) == \
+        (92.6, 38.9, 12.4, 89.8, 87.8, 1.7)
+    assert p["RP"] == pytest.approx(48.9) and p["ES"] == 19.0
+    assert paper_numbers("vgg16", "cifar10", "ConvL", 0.005)["PA_mean"] == 66.6
+    assert "CA_NF" not in paper_numbers("vgg16", "cifar10", "ConvL", 0.005)
+    assert paper_numbers("resnet18", "cifar10", "ConvL", 0.02) is None
+    assert paper_numbers("resnet18", "cifar10", "ConvL", 0.01, fault_model="flip") is None
+    assert paper_numbers("resnet18", "cifar10", "ConvL", 0.01, lam=0.1)["PA_NF_mean"] == 65.7
+    assert paper_numbers("resnet18Py", "imagenet224", None, None) == {"CA": 92.2, "source": "§4 clean accuracy"}
+    assert paper_numbers("gtsrb_net", "gtsrb", None, None) is None
+
+
+def test_paper_tables_use_registry_names():
+    from datasets import list_datasets
+    from generators import list_generators
+    from models import list_models
+    assert set(CLEAN_ACC) <= set(list_datasets())
+    assert {a for d in CLEAN_ACC.values() for a in d} <= set(list_models())
+    assert {a for d in PA_WITHOUT_NF.values() for a in d} <= set(list_models())
+    assert {g for d in WITH_NF.values() for g in d} <= set(list_generators())
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+def test_report_table_with_paper_rows(tmp_path, capsys, no_energy_module):
+    run = make_eval_run(tmp_path, bers=(0.01, 0.005, 0.02))
+    assert report.main([str(run)]) == 0
+    out = capsys.readouterr().out
+    lines = table_lines(out)
+    header, sep, body = lines[0], lines[1], lines[2:]
+    assert cells(header)[:3] == ["run", "base model", "generator"] and "PA(NF)" in cells(header)
+    assert set(sep.replace("|", "")) == {"-"} and sep.count("|") == header.count("|")
+    ours = [cells(line) for line in body if cells(line)[0] == "run_a"]
+    paper = [cells(line) for line in body if cells(line)[0] == report.PAPER_LABEL]
+    assert [c[5] for c in ours] == ["1%", "0.5%", "2%"]                 # one row per BER
+    assert len(paper) == 2                                               # 2% is not in the paper
+    row_1 = ours[0]
+    assert row_1[1:5] == ["resnet18", "ConvL", "cifar10", "official"]
+    assert row_1[7:14] == ["91.2", "31.0 ± 0.8", "90.0", "71.0 ± 0.8", "+40.0", "3", "1000"]
+    assert row_1[14:] == ["–", "–"]                                      # eval.energy unavailable
+    assert paper[0][7:12] == ["92.6", "38.9 ± 12.4", "89.8", "87.8 ± 1.7", "+48.9"]
+    assert paper[0][14] == "19.0"                                        # Table 2 ES
+    assert paper[1][8] == "70.1 ± 11.6" and paper[1][10] == "–"         # 0.5%: PA only
+    assert all(len(cells(line)) == len(cells(header)) for line in body)
+
+
+@pytest.mark.parametrize("kwargs", [dict(fault_model="flip"), dict(position=3), dict(dataset="cifar100"),
+                                    dict(arch="resnet50", generator="UNetS", bers=(0.02,))],
+                         ids=["flip", "bit3", "cifar100", "ber2"])
+def test_report_no_paper_row_when_setting_differs(tmp_path, capsys, no_energy_module, kwargs):
+    run = make_eval_run(tmp_path, **kwargs)
+    assert report.main([str(run), "--no-energy"]) == 0
+    out = capsys.readouterr().out
+    assert report.PAPER_LABEL not in out and "38.9" not in out
+    assert len(table_lines(out)) == 3 and "ES (%)" not in out
+
+
+def test_report_lambda_ablation(tmp_path, capsys, no_energy_module):
+    run = make_eval_run(tmp_path, lam=0.1)
+    assert report.main([str(run)]) == 0
+    paper = [cells(line) for line in table_lines(capsys.readouterr().out) if report.PAPER_LABEL in line]
+    assert paper[0][10] == "65.7" and paper[0][9] == "–"
+
+
+def test_report_folder_of_runs_and_out_file(tmp_path, capsys, no_energy_module):
+    make_eval_run(tmp_path / "runs", "b_vgg19", arch="vgg19", generator="UNetL")
+    make_eval_run(tmp_path / "runs", "a_resnet18")
+    clean = tmp_path / "runs" / "c_clean"
+    clean.mkdir()
+    (clean / "results.json").write_text(json.dumps({"CA": 88.04, "settings": {
+        "testing_mode": "clean", "arch": "vgg11", "dataset": "cifar10", "checkpoint": "b.pt",
+        "test_limit": None, "n_images": 10000}}))
+    out_file = tmp_path / "report.md"
+    assert report.main([str(tmp_path / "runs"), "--out", str(out_file)]) == 0
+    printed = capsys.readouterr().out
+    assert out_file.read_text() == printed
+    names = [cells(line)[0] for line in table_lines(printed)[2:]]
+    assert names == ["a_resnet18", report.PAPER_LABEL, "b_vgg19", report.PAPER_LABEL, "c_clean",
+                     report.PAPER_LABEL]
+    clean_row = [cells(line) for line in table_lines(printed) if cells(line)[0] == "c_clean"][0]
+    assert clean_row[7] == "88.0" and clean_row[8] == "–" and clean_row[13] == "10000"
+    assert "| 88.4 |" in printed                                          # paper CA of VGG11 (§4)
+    assert "82.1 ± 4.8" in printed                                        # VGG19 + UNetL at 1%
+
+
+def test_report_energy_column(tmp_path, capsys, monkeypatch):
+    fake = types.ModuleType("eval.energy")
+    calls = []
+
+    def energy_rows(arch, generators, dataset="cifar10", saving=None, ber=0.01):
+        calls.append((arch, tuple(generators), dataset, ber))
+        if dataset != "cifar10":
+            raise ValueError("energy model covers 32 px data only")
+        return [{"generator": g, "es_twma": 18.96, "es_mac": 16.04} for g in generators]
+
+    fake.energy_rows = energy_rows
+    monkeypatch.setitem(sys.modules, "eval.energy", fake)
+    a = make_eval_run(tmp_path, "a", bers=(0.01, 0.005))
+    b = make_eval_run(tmp_path, "b", arch="resnet18Py", dataset="imagenet224")
+    assert report.main([str(a), str(b)]) == 0
+    rows = {(c[0], c[5]): c for c in map(cells, table_lines(capsys.readouterr().out)[2:])}
+    assert rows[("a", "1%")][14:] == ["19.0", "16.0"]
+    assert rows[("b", "1%")][14:] == ["–", "–"]                          # unsupported setting
+    assert len(calls) == 3                                               # cached per setting
+
+
+def test_report_missing_results(tmp_path, capsys):
+    empty = tmp_path / "not_evaluated"
+    empty.mkdir()
+    (empty / "metrics.jsonl").write_text("")
+    assert report.main([str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(empty) in err
+    assert report.main([str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_zs_main_report_end_to_end(tmp_path, capsys, no_energy_module):
+    import zs_main
+    run = make_eval_run(tmp_path)
+    assert zs_main.main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| run_a | resnet18 | ConvL | cifar10 | official | 1% |" in out
+    assert zs_main.main(["report"]) == 2
