@@ -223,7 +223,8 @@ def test_reduced_precision(model, bits):
 # ----------------------------------------------------------------------------- perturbed models
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
-    return quantize_(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))).eval()
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    return quantize_(net).eval()
 
 
 @pytest.mark.parametrize("model_name", ALL_MODELS)

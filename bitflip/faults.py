@@ -1,0 +1,109 @@
+"""Bit-error models on int8 weights (SPEC §5): the config, the registry and the tensor-level entry point.
+
+A fault model maps (flat int8 weights, config, seed, layer index) to new int8 weights. Three are
+registered, in this order: `official` (default; the released code's tiled stuck-at SRAM map,
+bit-exact), `stuckat` (stuck-at-0/1, an independent cell per bit) and `flip` (each bit XOR-ed with
+prob. ber). Bits are two's complement, bit 0 = LSB. With b < 8 precision bits the int8 holds a
+sign-extended b-bit value: faults touch bits 0..b-1 only and the result is sign-extended again
+from bit b-1, so a fault on the b-bit sign bit changes the sign.
+
+Example:
+    from bitflip import FaultConfig, inject, inject_cfg
+    q2 = inject(q, "flip", ber=0.01, seed=3)                      # int8 tensor of q's shape
+    q2 = inject_cfg(q, FaultConfig("official", 0.01), seed=50000)
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import List
+
+import torch
+
+from bitflip.official import apply_official
+from bitflip.sampled import apply_flip, apply_stuckat
+from common.registry import Registry
+
+FAULT_MODELS = Registry("fault model")
+MAX_SEED = 2 ** 32 - 2   # numpy's legacy RandomState takes seeds < 2^32, and `official` uses seed + 1
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Which bit errors a perturbed model gets (CLI: --fault-model, -ber, -pos, --bits)."""
+    model: str = "official"   # a name in FAULT_MODELS; `official` reproduces the released code
+    ber: float = 0.01         # bit error rate: probability that a bit cell is faulty (SPEC §5)
+    position: int = -1        # -1: any bit; k: only bit k of each weight, per-weight rate ber
+    bits: int = 8             # weight precision b (2..8); faults touch bits 0..b-1
+
+    def __post_init__(self):
+        if not isinstance(self.model, str) or self.model not in FAULT_MODELS:
+            raise ValueError(f"unknown fault model {self.model!r}; choose from "
+                             f"{', '.join(FAULT_MODELS.names())}")
+        if isinstance(self.ber, bool) or not isinstance(self.ber, numbers.Real) or not 0 <= self.ber < 1:
+            raise ValueError(f"ber must be a number in [0, 1), got {self.ber!r}")
+        if (isinstance(self.bits, bool) or not isinstance(self.bits, numbers.Integral)
+                or not 2 <= self.bits <= 8):
+            raise ValueError(f"bits must be an integer in 2..8, got {self.bits!r}")
+        if (isinstance(self.position, bool) or not isinstance(self.position, numbers.Integral)
+                or not -1 <= self.position < self.bits):
+            raise ValueError(f"position must be -1 (any bit) or 0..{self.bits - 1} for "
+                             f"{self.bits}-bit weights, got {self.position!r}")
+        object.__setattr__(self, "ber", float(self.ber))          # plain Python types: hashable, JSON-able
+        object.__setattr__(self, "position", int(self.position))
+        object.__setattr__(self, "bits", int(self.bits))
+
+
+@FAULT_MODELS.register("official")
+def _official(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
+    # Every layer restarts at map row 0, as in the released code: layer_index is not used.
+    return apply_official(q, seed, cfg.ber, cfg.bits, cfg.position)
+
+
+@FAULT_MODELS.register("stuckat")
+def _stuckat(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
+    return apply_stuckat(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
+
+
+@FAULT_MODELS.register("flip")
+def _flip(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
+    return apply_flip(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
+
+
+def list_fault_models() -> List[str]:
+    return FAULT_MODELS.names()
+
+
+def sign_extend(q: torch.Tensor, bits: int) -> torch.Tensor:
+    """Reinterpret the low `bits` bits of int8 q as a two's-complement value (identity for 8 bits)."""
+    if bits == 8:
+        return q
+    sign = 1 << (bits - 1)
+    return ((q & (2 * sign - 1)) ^ sign) - sign    # x in [0, 2^b): (x XOR s) - s, no int8 overflow
+
+
+def inject_cfg(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int = 0) -> torch.Tensor:
+    """Faulty copy of int8 weights q (any shape, any device) under `cfg`; q itself is not modified.
+
+    The same (cfg, seed, layer_index) gives the same bytes on every device. `layer_index` selects an
+    independent stream for `stuckat` / `flip`; `official` uses one map for every layer.
+    """
+    if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
+        raise ValueError(f"inject expects an int8 tensor, got {getattr(q, 'dtype', type(q).__name__)}")
+    if not isinstance(cfg, FaultConfig):
+        raise ValueError(f"cfg must be a FaultConfig, got {type(cfg).__name__}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
+    if int(layer_index) < 0:
+        raise ValueError(f"layer_index must be >= 0, got {layer_index}")
+    flat = q.reshape(-1).contiguous()                     # (n,) PyTorch contiguous order
+    if cfg.ber == 0:
+        return q.clone()
+    out = FAULT_MODELS.get(cfg.model)(flat, cfg, int(seed), int(layer_index))
+    return sign_extend(out, cfg.bits).view(q.shape)
+
+
+def inject(q: torch.Tensor, fault_model: str = "official", ber: float = 0.01, seed: int = 0,
+           position: int = -1, bits: int = 8, layer_index: int = 0) -> torch.Tensor:
+    """`inject_cfg` with the fields spelled out: inject(q, "flip", 0.01, seed=3, position=-1)."""
+    return inject_cfg(q, FaultConfig(fault_model, ber, position, bits), seed, layer_index)

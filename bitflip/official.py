@@ -1,0 +1,90 @@
+"""The `official` fault model of SPEC §5: the released code's tiled SRAM stuck-at map, bit-exact.
+
+One map of 8192 rows x 128 bit cells per seed s, drawn with numpy's legacy `RandomState`:
+    faulty  = RandomState(s).rand(8192, 128) < ber
+    stuck1  = RandomState(s + 1).rand(8192, 128) < 0.5      (else stuck-at-0)
+Each row packs `wpr = 128 // bits` weights, cell k*bits + j -> bit j of weight column k (LSB first),
+giving int8 masks S1 (stuck-at-1) and S0 (stuck-at-0) of shape (8192, wpr). Weight i of a layer's
+flattened tensor reads row (i // wpr²) mod 8192, column i mod wpr (16 and 256 for 8 bits): that is
+what the released code's `torch.tile` of the map does, restarting at row 0 for every layer. Then
+q' = (q AND NOT S0) OR S1.
+
+Position k (`-pos`): the released code drew that map unseeded; here the seeded analogue of its
+layout is used: faulty cell (r, c*bits + k) = RandomState(s).rand(8192, wpr)[r, c] < ber, the
+stuck values as above.
+
+The map is built once per (seed, ber, bits, position) and cached (LRU): in numpy, and per device
+expanded to one period of 8192·wpr² weights (2 MiB at 8 bits), so applying it to a layer is two
+contiguous elementwise ops (the period broadcast over whole multiples, then the remainder).
+
+Example:
+    q2 = apply_official(q.reshape(-1), seed=50000, ber=0.01)   # int8 (n,) -> int8 (n,)
+"""
+from __future__ import annotations
+
+import functools
+from typing import Tuple
+
+import numpy as np
+import torch
+
+MAP_ROWS = 8192      # rows of the released code's RandomFaultModel SRAM array
+MAP_COLS = 128       # bit cells per row
+STUCK1_BELOW = 0.5   # released code's ber0: a faulty cell with V < 0.5 is stuck at 1
+MAP_CACHE = 16       # numpy maps kept (2 x 8192 x wpr bytes each)
+DEVICE_CACHE = 4     # device copies kept (2 x 8192 x wpr² bytes each: 4 MiB at 8 bits, 64 MiB at 2)
+
+
+def words_per_row(bits: int) -> int:
+    """Weights packed in one 128-cell row: 16 for 8-bit weights."""
+    return MAP_COLS // bits
+
+
+@functools.lru_cache(maxsize=MAP_CACHE)
+def official_masks_np(seed: int, ber: float, bits: int = 8, position: int = -1
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """(keep, s1): int8 (8192, wpr) masks; keep = NOT S0 (1 where a bit is not stuck at 0)."""
+    wpr = words_per_row(bits)
+    if position < 0:
+        faulty = np.random.RandomState(seed).rand(MAP_ROWS, MAP_COLS) < ber            # (8192, 128)
+    else:
+        hit = np.random.RandomState(seed).rand(MAP_ROWS, wpr) < ber                    # (8192, wpr)
+        faulty = np.zeros((MAP_ROWS, MAP_COLS), dtype=bool)
+        faulty[:, position:wpr * bits:bits] = hit
+    stuck1 = np.random.RandomState(seed + 1).rand(MAP_ROWS, MAP_COLS) < STUCK1_BELOW   # (8192, 128)
+
+    def pack(cells: np.ndarray) -> np.ndarray:                      # (8192, 128) bool -> (8192, wpr)
+        per_weight = cells[:, :wpr * bits].reshape(MAP_ROWS, wpr, bits)
+        return np.packbits(per_weight, axis=-1, bitorder="little")[..., 0]   # cell j -> bit j
+
+    s1 = pack(faulty & stuck1)
+    s0 = pack(faulty & ~stuck1)
+    return (~s0).view(np.int8), s1.view(np.int8)
+
+
+@functools.lru_cache(maxsize=DEVICE_CACHE)
+def official_period(seed: int, ber: float, bits: int, position: int, device: torch.device
+                    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(keep, s1) for weights 0 .. 8192·wpr² - 1 as flat int8 tensors on `device`; weight i uses entry
+    i mod that period. Shared between calls: callers must not modify them."""
+    keep, s1 = (torch.from_numpy(m).to(device) for m in official_masks_np(seed, ber, bits, position))
+    wpr = keep.shape[1]                        # (8192, wpr) -> (8192, wpr, wpr): block row repeats wpr times
+    return (keep[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1),
+            s1[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1))
+
+
+def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = 8, position: int = -1
+                   ) -> torch.Tensor:
+    """q' = (q AND NOT S0) OR S1 with the tiled map, for a flat int8 tensor q (n,); q is not modified."""
+    keep, s1 = official_period(seed, ber, bits, position, q.device)
+    period, n = keep.numel(), q.numel()
+    reps, tail = divmod(n, period)
+    out = torch.empty_like(q)
+    if reps:                                   # layers over 2M weights (8 bits) wrap to map row 0
+        o = out[:reps * period].view(reps, period)
+        torch.bitwise_and(q[:reps * period].view(reps, period), keep, out=o)
+        o.bitwise_or_(s1)
+    o = out[reps * period:]
+    torch.bitwise_and(q[reps * period:], keep[:tail], out=o)
+    o.bitwise_or_(s1[:tail])
+    return out
