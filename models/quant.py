@@ -52,32 +52,50 @@ def fake_quant(w: torch.Tensor, bits: int = DEFAULT_BITS) -> torch.Tensor:
 
 
 class QuantMixin:
-    """Shared by the quantized layer classes: the weight the forward pass uses, and fault hooks."""
+    """Shared by the quantized layer classes: the weight the forward pass uses, and fault hooks.
+
+    The clean (q, Δ, q·Δ) are cached per weight version (the key changes whenever an optimiser step
+    or load_state_dict writes the weight), so a frozen base model quantizes once, not every forward.
+    """
 
     bits: int = DEFAULT_BITS
-    _fault_q: Optional[torch.Tensor] = None
+    _fault_w: Optional[torch.Tensor] = None      # q'·Δ of the faulty int8 weights, or None
+    _qcache: Optional[tuple] = None
+
+    def _clean(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.device, w.dtype, self.bits)
+        if self._qcache is None or self._qcache[0] != key:
+            q, delta = quantize_int(w, self.bits)
+            self._qcache = (key, q, delta, q.to(w.dtype) * delta)
+        return self._qcache[1:]
 
     def int8_weight(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The clean int8 weights (same shape as `weight`) and Δ."""
-        return quantize_int(self.weight, self.bits)
+        """The clean int8 weights (same shape as `weight`) and Δ. Treat them as read-only."""
+        q, delta, _ = self._clean()
+        return q, delta
 
     def set_fault(self, q: Optional[torch.Tensor]) -> None:
         """Use perturbed int8 weights `q` (shape of `weight`) from now on; None restores the clean ones."""
-        if q is not None:
-            if q.dtype != torch.int8 or q.shape != self.weight.shape:
-                raise ValueError(f"fault weights must be int8 of shape {tuple(self.weight.shape)}, "
-                                 f"got {q.dtype} {tuple(q.shape)}")
-            q = q.to(self.weight.device)
-        self._fault_q = q
+        if q is None:
+            self._fault_w = None
+            return
+        if q.dtype != torch.int8 or q.shape != self.weight.shape:
+            raise ValueError(f"fault weights must be int8 of shape {tuple(self.weight.shape)}, "
+                             f"got {q.dtype} {tuple(q.shape)}")
+        _, delta, _ = self._clean()
+        self._fault_w = q.to(self.weight.device, self.weight.dtype) * delta  # clean Δ, no clamp
 
     @property
     def is_faulty(self) -> bool:
-        return self._fault_q is not None
+        return self._fault_w is not None
 
     def quant_weight(self) -> torch.Tensor:
         """The weight the forward pass uses: fake-quantized master weight, or faulty q'·(clean Δ)."""
-        if self._fault_q is not None:
-            return self._fault_q.to(self.weight.dtype) * weight_delta(self.weight, self.bits)
+        if self._fault_w is not None:
+            return self._fault_w
+        if not (self.weight.requires_grad and torch.is_grad_enabled()):
+            return self._clean()[2]               # frozen or no_grad: the cached q·Δ
         return fake_quant(self.weight, self.bits)
 
 
@@ -116,7 +134,8 @@ def quantize_(model: nn.Module, bits: int = DEFAULT_BITS) -> nn.Module:
             m.__class__ = cls
         if isinstance(m, QuantMixin):
             m.bits = bits
-            m._fault_q = None
+            m._fault_w = None
+            m._qcache = None
     return model
 
 

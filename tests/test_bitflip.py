@@ -255,7 +255,7 @@ def test_layer_streams(model_name):
     with torch.no_grad():
         net[1].weight.copy_(net[0].weight)
     bitflip.perturb(net, FaultConfig(model_name, 0.05), seed=3)
-    same = torch.equal(net[0]._fault_q, net[1]._fault_q)
+    same = torch.equal(net[0]._fault_w, net[1]._fault_w)
     bitflip.clear_faults(net)
     assert same == (model_name == "official")
 
