@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) demo.py --data-root $(DATA_ROOT) $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) bench/bitflip.py

@@ -35,7 +35,7 @@ class DataConfig:
     test_limit: Optional[int] = None
     batch_size: int = 256                # -BS, images; README of the released code
     test_batch_size: int = 256           # -TBS, images
-    workers: int = 0                     # DataLoader worker processes
+    workers: int = -1                    # DataLoader worker processes; -1 = 0 on CPU, min(8, cores) on CUDA
     hflip: bool = True                   # GTSRB train flip (released code flips traffic signs)
     subset_seed: int = SUBSET_SEED
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from dataclasses import asdict
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 # mode -> "module:function"; each function takes the Configs bundle built below.
 MODES = {
@@ -76,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     import config
 
     p = _Parser(prog="zs_main.py", description="NeuralFuse: train, protect and evaluate 8-bit "
-                "classifiers under low-voltage SRAM bit errors.")
+                "classifiers under low-voltage SRAM bit errors.",
+                epilog="Reports: python zs_main.py report RUN_DIR [RUN_DIR ...] [--out FILE] collects "
+                       "results.json files into a markdown table beside the paper's numbers.")
     p.add_argument("arch", metavar="ARCH", choices=list_models(), help=f"{', '.join(list_models())}")
     p.add_argument("mode", metavar="MODE", choices=list(MODES), help=f"{', '.join(MODES)}")
     p.add_argument("dataset", metavar="DATASET", choices=list_datasets(), help=f"{', '.join(list_datasets())}")
@@ -100,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="download through torchvision when missing (default on)")
     n.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     n.add_argument("--seed", type=int, default=0, help="run seed: init, data order, training faults")
-    n.add_argument("--workers", type=int, default=None, help="DataLoader workers (default 0 on CPU, 4 on CUDA)")
+    n.add_argument("--workers", type=int, default=-1,
+                   help="DataLoader workers (default -1: 0 on CPU, min(8, cores) on CUDA)")
     n.add_argument("--run-dir", default=None, help="run folder (default under checkpoints/)")
     n.add_argument("--train-limit", type=_positive, default=None, help="class-balanced training subset size")
     n.add_argument("--test-limit", type=_positive, default=None, help="class-balanced test subset size")
@@ -147,10 +149,9 @@ def build_configs(args: argparse.Namespace):
         raise UsageError(str(e)) from None
     mode_src = "command line" if args.testing_mode else "config.py"
     gpath_src = "command line" if args.g_path else "config.py"
-    workers = args.workers if args.workers is not None else (0 if args.device == "cpu" else -1)
     data = config.DataConfig(dataset=args.dataset, root=args.data_root, download=args.download,
                              train_limit=args.train_limit, test_limit=args.test_limit,
-                             batch_size=args.BS, test_batch_size=args.TBS, workers=workers,
+                             batch_size=args.BS, test_batch_size=args.TBS, workers=args.workers,
                              hflip=not args.no_hflip)
     return SimpleNamespace(
         run=config.RunConfig(arch=args.arch, mode=args.mode, run_dir=args.run_dir or default_run_dir(args),

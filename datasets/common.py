@@ -66,7 +66,7 @@ def compose(ops: Sequence[Callable]) -> T.Compose:
 
 def missing(info: DatasetInfo, root: Path, what: str, cause: Optional[str] = None) -> DataMissingError:
     """The one error users see for absent or unreadable data: what is wrong, what is expected, how to fix."""
-    how = (f"run with --download when online, or put torchvision's layout there"
+    how = ("run with --download when online, or put torchvision's layout there"
            if info.downloadable else "it cannot be downloaded; build that folder tree yourself")
     because = f" ({cause})" if cause else ""
     return DataMissingError(

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import zs_main
 from common.ckpt import load_checkpoint

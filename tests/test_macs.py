@@ -1,6 +1,5 @@
 """MAC counting by layer hooks (common/macs.py) against hand counts and the paper's Table 7 (SPEC §10)."""
 import pytest
-import torch
 import torch.nn as nn
 
 from common.macs import count_macs, layer_stats

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -30,11 +29,10 @@ from common.ckpt import load_checkpoint
 from common.data import cache_batches, make_loader
 from common.dist import init_distributed, shutdown
 from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
-from eval.accuracy import accuracy
 from eval.plots import plot_curves
 from eval.neuralfuse import evaluate_run, evaluate_seeds, load_base
 from generators import get_generator
-from train.loop import fit, train_one_epoch
+from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
 from train.qat import configs_dict
 
 
@@ -78,17 +76,8 @@ def run(cfgs) -> int:
     gen = get_generator(ecfg.generator, bits=run_cfg.bits).to(device)
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
-    start_epoch, best = 0, -1.0
-    if run_cfg.resume:
-        ckpt = load_checkpoint(Path(run_cfg.run_dir) / "last.pt", kind="generator")
-        gen.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
-        print(f"resuming {run_cfg.run_dir} at epoch {start_epoch + 1}")
-    net = gen
-    if dist_info.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(gen, device_ids=[device] if device.type == "cuda" else None)
+    start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched) if run_cfg.resume else (0, -1.0)
+    net = wrap_ddp(gen, device, dist_info)
 
     train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
     test_batches = cache_batches(make_loader(data_cfg, train=False, seed=0, device=device)) \
@@ -111,9 +100,7 @@ def run(cfgs) -> int:
     def one_epoch(epoch):
         nonlocal seed_rng
         seed_rng = np.random.default_rng([run_cfg.seed, dist_info.rank, epoch])  # resumable stream
-        train_loader.generator.manual_seed(run_cfg.seed * 100003 + epoch)
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
+        reseed_epoch(train_loader, run_cfg.seed, epoch)
         net.train()
         m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{ecfg.epochs}", dist_info)
         return {**m, "lr": sched.get_last_lr()[0]}

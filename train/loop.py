@@ -17,11 +17,36 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from common.ckpt import save_checkpoint
+from common.ckpt import load_checkpoint, save_checkpoint
 from common.dist import DistInfo, all_reduce_sum
 from common.runs import append_jsonl
 
 Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
+
+
+def resume(run_dir: Path, kind: str, model: torch.nn.Module, optimizer, scheduler=None) -> Tuple[int, float]:
+    """Load `run_dir/last.pt` into model/optimizer(/scheduler); returns (first epoch to run, best)."""
+    ckpt = load_checkpoint(Path(run_dir) / "last.pt", kind=kind)
+    model.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    print(f"resuming {run_dir} at epoch {ckpt['epoch'] + 2}")
+    return ckpt["epoch"] + 1, ckpt["best"]
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device, dist_info: DistInfo) -> torch.nn.Module:
+    """The module to train: itself, or a DistributedDataParallel wrapper under torchrun."""
+    if not dist_info.enabled:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+
+def reseed_epoch(loader, seed: int, epoch: int) -> None:
+    """Data order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    loader.generator.manual_seed(seed * 100003 + epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
 
 
 def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: str,

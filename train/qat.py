@@ -13,14 +13,14 @@ from dataclasses import asdict
 import torch
 import torch.nn.functional as F
 
-from common.ckpt import code_version, load_checkpoint
+from common.ckpt import code_version
 from common.data import cache_batches, make_loader
-from common.dist import DistInfo, init_distributed, shutdown
+from common.dist import init_distributed, shutdown
 from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
 from eval.accuracy import accuracy
 from eval.plots import plot_curves
 from models import get_model
-from train.loop import fit, train_one_epoch
+from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
 
 
 def configs_dict(cfgs) -> dict:
@@ -51,16 +51,8 @@ def run(cfgs) -> int:
     model = build_base_model(run_cfg.arch, data_cfg.dataset, run_cfg.bits).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
-    start_epoch, best = 0, -1.0
-    if run_cfg.resume:
-        ckpt = load_checkpoint(f"{run_cfg.run_dir}/last.pt", kind="base")
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        start_epoch, best = ckpt["epoch"] + 1, ckpt["best"]
-        print(f"resuming {run_cfg.run_dir} at epoch {start_epoch + 1}")
-    net = model
-    if dist_info.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    start_epoch, best = resume(run_cfg.run_dir, "base", model, opt) if run_cfg.resume else (0, -1.0)
+    net = wrap_ddp(model, device, dist_info)
 
     train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
     test_batches = cache_batches(make_loader(data_cfg, train=False, seed=run_cfg.seed, device=device)) \
@@ -80,9 +72,7 @@ def run(cfgs) -> int:
 
     def one_epoch(epoch):
         net.train()
-        train_loader.generator.manual_seed(run_cfg.seed * 100003 + epoch)  # same order on resume
-        if hasattr(train_loader.sampler, "set_epoch"):
-            train_loader.sampler.set_epoch(epoch)
+        reseed_epoch(train_loader, run_cfg.seed, epoch)
         return train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{tcfg.epochs}", dist_info)
 
     def validate(epoch):

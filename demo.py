@@ -1,0 +1,105 @@
+"""`make demo`: the NeuralFuse pipeline end to end on real CIFAR-10, sized for a 2-core CPU.
+
+Stages (each one reuses its output when it is already complete, and resumes when interrupted):
+  1. QAT of an 8-bit base classifier on a class-balanced CIFAR-10 subset     -> OUT/base/best.pt
+  2. EOPM training of a NeuralFuse generator at BER 1% (official fault model) -> OUT/generator/best.pt
+  3. evaluation over the 10 default fault seeds (50000-50009), paper-style table -> OUT/generator/results.json
+
+Every stage runs through `zs_main.main`, the same code path as the command line; the exact commands
+are printed so they can be rerun or scaled up.
+
+Example:
+    python demo.py --data-root ./data            # ~15 min on 2 CPU cores
+    python demo.py --data-root ./data --preset tiny --out /tmp/nf_demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List
+
+import zs_main
+
+# Chosen by measurement on a 2-core CPU (README, "Demo"): big enough for PA << CA and PA(NF) > PA.
+PRESETS = {
+    "cpu": dict(arch="vgg11", generator="ConvS", train_limit=5000, test_limit=1000, base_epochs=6,
+                base_lr=0.02, gen_epochs=3, n_models=4, batch=64),
+    "tiny": dict(arch="vgg11", generator="UNetS", train_limit=100, test_limit=50, base_epochs=1,
+                 base_lr=0.02, gen_epochs=1, n_models=2, batch=50),
+}
+
+
+def _done(run_dir: Path, epochs: int) -> bool:
+    """A stage is complete when its last checkpoint reached the requested epoch count."""
+    from common.ckpt import CheckpointError, load_checkpoint
+    try:
+        return load_checkpoint(run_dir / "last.pt")["epoch"] + 1 >= epochs
+    except CheckpointError:
+        return False
+
+
+def _call(name: str, argv: List[str]) -> None:
+    print(f"[demo] {name}: python zs_main.py {' '.join(argv)}", flush=True)
+    code = zs_main.main(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
+    """Run a training stage unless complete; continue it with -rt when it was interrupted."""
+    if _done(run_dir, epochs) and (run_dir / "best.pt").is_file():
+        print(f"[demo] {name}: reusing {run_dir / 'best.pt'}")
+        return
+    _call(name, argv + (["-rt"] if (run_dir / "last.pt").is_file() else []))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default="./data")
+    p.add_argument("--out", default="checkpoints/demo", help="folder for the demo's runs")
+    p.add_argument("--preset", choices=list(PRESETS), default="cpu")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    a = p.parse_args(argv)
+    cfg = PRESETS[a.preset]
+    out = Path(a.out) / a.preset
+
+    from datasets import DataMissingError, load_split
+    try:  # fail at once, before any training, when the data is not there and cannot be fetched
+        load_split("cifar10", a.data_root, train=False, download=a.download)
+        load_split("cifar10", a.data_root, train=True, download=a.download)
+    except DataMissingError as e:
+        print(f"demo.py: error: {e}", file=sys.stderr)
+        return 2
+
+    common = ["--data-root", a.data_root, "--device", a.device, "--train-limit", str(cfg["train_limit"]),
+              "--test-limit", str(cfg["test_limit"]), "-BS", str(cfg["batch"]), "-TBS", "250",
+              "--download" if a.download else "--no-download"]
+    base_dir, gen_dir = out / "base", out / "generator"
+    _stage("1/3 base model QAT", [cfg["arch"], "train", "cifar10", "-E", str(cfg["base_epochs"]), "-LR",
+                                   str(cfg["base_lr"]), "--run-dir", str(base_dir), *common],
+           base_dir, cfg["base_epochs"])
+    results = gen_dir / "results.json"
+    if not (_done(gen_dir, cfg["gen_epochs"]) and results.is_file()):
+        _stage("2/3 EOPM generator training + 3/3 evaluation",
+               [cfg["arch"], "transform_eopm_gen", "cifar10", "-cp", str(base_dir / "best.pt"), "-ber", "0.01",
+                "-G", cfg["generator"], "-N", str(cfg["n_models"]), "-E", str(cfg["gen_epochs"]),
+                "--run-dir", str(gen_dir), *common], gen_dir, cfg["gen_epochs"])
+        if not results.is_file():  # generator complete from an earlier run, evaluation missing
+            _call("3/3 evaluation", [cfg["arch"], "transform_eval", "cifar10", "-cp", str(base_dir / "best.pt"),
+                                     "--testing-mode", "generator_base", "--G-path", str(gen_dir / "best.pt"),
+                                     "--run-dir", str(gen_dir), *common])
+    res = json.loads(results.read_text())
+    from eval.neuralfuse import format_table
+    print("\n[demo] NeuralFuse on CIFAR-10 subset, BER 1% (official faults), "
+          f"{len(res['per_seed'])} fault seeds, {res['settings'].get('test_limit')} test images:")
+    print(format_table(res, f"{cfg['arch']} + {cfg['generator']}"))
+    print(f"[demo] files: {base_dir}/ (base: best.pt, metrics.jsonl, curves.png), "
+          f"{gen_dir}/ (generator: best.pt, results.json, results.csv, curves.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""`make demo`'s pipeline (demo.py) at a tiny size on a real-format CIFAR-10 copy made by the test."""
+import json
+
+import demo
+
+
+def test_demo_tiny_end_to_end_then_reuses(cifar_root, tmp_path, capsys):
+    argv = ["--data-root", str(cifar_root), "--preset", "tiny", "--out", str(tmp_path), "--no-download",
+            "--device", "cpu"]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "tiny" / "generator" / "results.json").read_text())
+    assert len(res["per_seed"]) == 10 and {"CA", "PA_mean", "PA_NF_mean", "RP"} <= set(res)
+    assert "PA(NF)" in out and f"{res['RP']:+7.2f}" in out        # the printed table is the saved one
+    for f in ("base/best.pt", "base/curves.png", "generator/best.pt", "generator/results.csv"):
+        assert (tmp_path / "tiny" / f).is_file(), f
+    mtime = (tmp_path / "tiny" / "base" / "best.pt").stat().st_mtime
+    assert demo.main(argv) == 0                                    # second run: nothing retrained
+    assert "reusing" in capsys.readouterr().out
+    assert (tmp_path / "tiny" / "base" / "best.pt").stat().st_mtime == mtime
+
+
+def test_demo_without_data_stops_at_once(tmp_path, capsys):
+    code = demo.main(["--data-root", str(tmp_path), "--no-download", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cifar-10-batches-py" in err
+    assert not (tmp_path / "o").exists()
