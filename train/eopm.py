@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bitflip import FaultConfig, perturbed
-from common.ckpt import load_checkpoint
+from common.ckpt import code_version, load_checkpoint
 from common.data import cache_batches, make_loader
 from common.dist import init_distributed, shutdown
 from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
@@ -82,10 +82,10 @@ def run(cfgs) -> int:
     train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
     test_batches = cache_batches(make_loader(data_cfg, train=False, seed=0, device=device)) \
         if dist_info.is_main else []
-    print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
-          f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
     if dist_info.is_main:
-        write_json(run_dir / "args.json", configs_dict(cfgs))
+        print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
+              f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
+        write_json(run_dir / "args.json", {"code_version": code_version(), **configs_dict(cfgs)})
     lo, hi = ecfg.train_seeds
     seed_rng = None
 

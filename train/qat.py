@@ -57,9 +57,9 @@ def run(cfgs) -> int:
     train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
     test_batches = cache_batches(make_loader(data_cfg, train=False, seed=run_cfg.seed, device=device)) \
         if dist_info.is_main else []
-    print(f"data: {len(train_loader.dataset)} train / {sum(len(y) for _, y in test_batches)} test images "
-          f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
     if dist_info.is_main:
+        print(f"data: {len(train_loader.dataset)} train / {sum(len(y) for _, y in test_batches)} test images "
+              f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
         write_json(run_dir / "args.json", {"code_version": code_version(), **configs_dict(cfgs)})
 
     def step(x, y):
