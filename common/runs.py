@@ -9,11 +9,20 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
 import torch
+
+
+def progress(iterable, desc: str, **kwargs):
+    """A tqdm bar: live on a terminal; in a log file (nohup, sbatch) one line every 60 s at most."""
+    from tqdm import tqdm
+    live = sys.stderr.isatty()
+    return tqdm(iterable, desc=desc, leave=False, mininterval=0.5 if live else 60, maxinterval=60 if live else 600,
+                **kwargs)
 
 
 class UsageError(Exception):

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from common.runs import progress
 
 
 @torch.no_grad()
@@ -19,7 +19,7 @@ def accuracy(model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch
     was_training = model.training
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=None):
+    for x, y in progress(batches, desc):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if transform is not None:
             x = transform(x)

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import torch
-from tqdm import tqdm
 
 from common.ckpt import load_checkpoint, save_checkpoint
 from common.dist import DistInfo, all_reduce_sum
-from common.runs import append_jsonl
+from common.runs import append_jsonl, progress
 
 Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
 
@@ -54,7 +53,7 @@ def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: st
     """Call `step(x, y)` on every batch; return the image-weighted mean of the metrics it returns."""
     sums: Dict[str, float] = {}
     n = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=None)
+    bar = progress(loader, desc)
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         metrics = step(x, y)
