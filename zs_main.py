@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from typing import Optional, Sequence
 
 # mode -> "module:function"; each function takes the Configs bundle built below.
@@ -170,8 +171,14 @@ def build_configs(args: argparse.Namespace):
     )
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"zs_main.py: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if __name__ == "__main__":
+        warnings.showwarning = _one_line_warning   # user-facing warnings as one line (not under pytest)
     from common.ckpt import CheckpointError, code_version
     from common.registry import UnknownName
     from common.runs import UsageError

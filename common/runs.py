@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 
-def progress(iterable, desc: str, **kwargs):
-    """A tqdm bar: live on a terminal; in a log file (nohup, sbatch) one line every 60 s at most."""
+def progress(iterable, desc: str, in_logs: bool = True, **kwargs):
+    """A tqdm bar: live on a terminal; in a log file (nohup, sbatch) one line a minute at most, or
+    nothing when `in_logs` is False (short inner loops such as one evaluation pass)."""
     from tqdm import tqdm
     live = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, leave=False, mininterval=0.5 if live else 60, maxinterval=60 if live else 600,
-                **kwargs)
+    return tqdm(iterable, desc=desc, leave=False, disable=not (live or in_logs),
+                mininterval=0.5 if live else 60, maxinterval=60 if live else 600, **kwargs)
 
 
 class UsageError(Exception):

@@ -19,7 +19,7 @@ def accuracy(model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch
     was_training = model.training
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
-    for x, y in progress(batches, desc):
+    for x, y in progress(batches, desc, in_logs=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if transform is not None:
             x = transform(x)
