@@ -28,8 +28,8 @@ from eval.plots import plot_sweep
 RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")
 
 
-def load_base(path: str, arch: str, dataset: str, device: torch.device) -> torch.nn.Module:
-    """Build the base model named in checkpoint `path`, checking it matches ARCH and DATASET."""
+def load_base(path: str, arch: str, dataset: str, device: torch.device, bits: int = 8) -> torch.nn.Module:
+    """Build the base model named in checkpoint `path`, checking it matches ARCH, DATASET and --bits."""
     from train.qat import build_base_model
     if not path:
         raise UsageError("-cp is required: give the base-model checkpoint (a train run's best.pt)")
@@ -37,7 +37,9 @@ def load_base(path: str, arch: str, dataset: str, device: torch.device) -> torch
     if ckpt["arch"] != arch or ckpt["dataset"] != dataset:
         raise UsageError(f"-cp {path} holds a {ckpt['arch']} trained on {ckpt['dataset']}, but the command "
                          f"asks for {arch} on {dataset}")
-    model = build_base_model(arch, dataset, ckpt.get("bits", 8))
+    if ckpt.get("bits", 8) != bits:
+        raise UsageError(f"-cp {path} holds a {ckpt.get('bits', 8)}-bit model, but --bits is {bits}")
+    model = build_base_model(arch, dataset, bits)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval().requires_grad_(False)
 
@@ -138,7 +140,7 @@ def run(cfgs) -> int:
     mode, g_path = cfgs.eval.testing_mode, cfgs.eval.g_path
     print(f"testing_mode = {mode!r} (from {cfgs.sources['testing_mode']})"
           + (f"; G_PATH = {g_path!r} (from {cfgs.sources['G_PATH']})" if mode == "generator_base" else ""))
-    base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, device)
+    base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, device, cfgs.run.bits)
     run_dir = Path(cfgs.run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if mode == "clean":

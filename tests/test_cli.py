@@ -88,6 +88,12 @@ def test_checkpoint_mismatch_is_a_user_error(chain, cifar_root, capsys):
     assert code == 2 and "vgg11" in err and "resnet18" in err and "\n" not in err
 
 
+def test_precision_mismatch_is_a_user_error(chain, cifar_root, capsys):
+    code = run_cli("vgg11", "transform_eval", "cifar10", "-cp", chain / "base" / "best.pt", "--bits", "4",
+                   "--data-root", cifar_root, *TINY, "--run-dir", chain / "x")
+    assert code == 2 and "8-bit" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["resnet34", "train", "cifar10"], "resnet34"),
     (["resnet18", "fly", "cifar10"], "fly"),

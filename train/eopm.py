@@ -69,7 +69,7 @@ def run(cfgs) -> int:
     run_cfg, data_cfg, ecfg, fault = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
-    base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, device)
+    base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, device, run_cfg.bits)
     run_dir = prepare_run_dir(run_cfg.run_dir, run_cfg.force, run_cfg.resume) if dist_info.is_main else None
     seed_everything(run_cfg.seed)
 
