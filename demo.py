@@ -103,4 +103,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import warnings
+    warnings.showwarning = zs_main._one_line_warning
     sys.exit(main())
