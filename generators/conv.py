@@ -79,21 +79,14 @@ class EncoderDecoder(nn.Module):
         return self.head(self.body(x))  # (B, 3, H, W) in (-1, 1)
 
 
-@GENERATORS.register("ConvL")
-def conv_l() -> EncoderDecoder:
-    return EncoderDecoder(CONV_L, head="conv")
+# name -> (layer list, output head): the four variants are data over one builder.
+VARIANTS = {"ConvL": (CONV_L, "conv"), "ConvS": (CONV_S, "conv"),
+            "DeConvL": (DECONV_L, "deconv"), "DeConvS": (DECONV_S, "deconv")}
 
 
-@GENERATORS.register("ConvS")
-def conv_s() -> EncoderDecoder:
-    return EncoderDecoder(CONV_S, head="conv")
+def _register(name: str, layers, head: str) -> None:
+    GENERATORS.register(name)(lambda: EncoderDecoder(layers, head=head))
 
 
-@GENERATORS.register("DeConvL")
-def deconv_l() -> EncoderDecoder:
-    return EncoderDecoder(DECONV_L, head="deconv")
-
-
-@GENERATORS.register("DeConvS")
-def deconv_s() -> EncoderDecoder:
-    return EncoderDecoder(DECONV_S, head="deconv")
+for _name, (_layers, _head) in VARIANTS.items():
+    _register(_name, _layers, _head)
