@@ -78,25 +78,28 @@ def main(argv=None) -> int:
     common = ["--data-root", a.data_root, "--device", a.device, "--train-limit", str(cfg["train_limit"]),
               "--test-limit", str(cfg["test_limit"]), "-BS", str(cfg["batch"]), "-TBS", "250",
               "--download" if a.download else "--no-download"]
-    base_dir, gen_dir = out / "base", out / "generator"
+    base_dir, gen_dir, eval_dir = out / "base", out / "generator", out / "eval"
     _stage("1/3 base model QAT", [cfg["arch"], "train", "cifar10", "-E", str(cfg["base_epochs"]), "-LR",
                                    str(cfg["base_lr"]), "--run-dir", str(base_dir), *common],
            base_dir, cfg["base_epochs"])
-    results = gen_dir / "results.json"
-    if not (_done(gen_dir, cfg["gen_epochs"]) and results.is_file()):
+    found = [r for r in (gen_dir / "results.json", eval_dir / "results.json") if r.is_file()]
+    if not (_done(gen_dir, cfg["gen_epochs"]) and found):
         _stage("2/3 EOPM generator training + 3/3 evaluation",
                [cfg["arch"], "transform_eopm_gen", "cifar10", "-cp", str(base_dir / "best.pt"), "-ber", "0.01",
                 "-G", cfg["generator"], "-N", str(cfg["n_models"]), "-E", str(cfg["gen_epochs"]),
                 "--run-dir", str(gen_dir), *common], gen_dir, cfg["gen_epochs"])
-        if not results.is_file():  # generator complete from an earlier run, evaluation missing
-            _call("3/3 evaluation", [cfg["arch"], "transform_eval", "cifar10", "-cp", str(base_dir / "best.pt"),
-                                     "--testing-mode", "generator_base", "--G-path", str(gen_dir / "best.pt"),
-                                     "--run-dir", str(gen_dir), *common])
+        found = [gen_dir / "results.json"] if (gen_dir / "results.json").is_file() else []
+    if not found:  # generator complete from an earlier run, evaluation missing: a folder of its own
+        _call("3/3 evaluation", [cfg["arch"], "transform_eval", "cifar10", "-cp", str(base_dir / "best.pt"),
+                                 "--testing-mode", "generator_base", "--G-path", str(gen_dir / "best.pt"),
+                                 "--run-dir", str(eval_dir), "-F", *common])
+        found = [eval_dir / "results.json"]
+    results = found[0]
     res = json.loads(results.read_text())
-    from eval.neuralfuse import format_table
+    from eval.neuralfuse import format_results
     print("\n[demo] NeuralFuse on CIFAR-10 subset, BER 1% (official faults), "
           f"{len(res['per_seed'])} fault seeds, {res['settings'].get('test_limit')} test images:")
-    print(format_table(res, f"{cfg['arch']} + {cfg['generator']}"))
+    print(format_results(res, f"{cfg['arch']} + {cfg['generator']}"))
     print(f"[demo] files: {base_dir}/ (base: best.pt, metrics.jsonl, curves.png), "
           f"{gen_dir}/ (generator: best.pt, results.json, results.csv, curves.png)")
     return 0

@@ -16,9 +16,10 @@ from torch.utils.data import Dataset
 
 from . import cifar, gtsrb, imagenet  # noqa: F401  (each registers its datasets)
 from .common import DATASETS, DataMissingError, DatasetInfo, balanced_subset, compose
+from .loader import cache_batches, make_loader
 
 __all__ = ["list_datasets", "get_dataset_info", "load_split", "balanced_subset", "DataMissingError",
-           "DatasetInfo"]
+           "DatasetInfo", "make_loader", "cache_batches"]
 
 
 def list_datasets() -> List[str]:

@@ -14,6 +14,8 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Any, Mapping, Tuple
+
 import torch
 import torch.nn as nn
 
@@ -49,8 +51,26 @@ def get_generator(name: str, bits: int = DEFAULT_BITS, **options) -> NeuralFuse:
     return quantize_(NeuralFuse(GENERATORS.get(name)(**options)), bits)
 
 
-def list_generators() -> list:
-    return GENERATORS.names()
+def list_generators(**where) -> list:
+    """Registered names; keyword filters on the metadata, e.g. list_generators(family='unet')."""
+    return GENERATORS.names(**where)
 
 
-__all__ = ["get_generator", "list_generators", "GENERATORS", "NeuralFuse"]
+def generator_info(name: str) -> Mapping[str, Any]:
+    """Registry metadata of `name`: family ('conv' / 'deconv' / 'unet'), bounded_residual (G(x) ends in
+    tanh), options (builder keywords it accepts)."""
+    return GENERATORS.meta(name)
+
+
+def load_generator(path: str, device: torch.device) -> Tuple[NeuralFuse, dict]:
+    """The frozen generator of checkpoint `path` (rebuilt from its own 'generator' and 'bits' fields)
+    and the checkpoint dict. Checkpoints without 'bits' are DEFAULT_BITS."""
+    from common.ckpt import load_checkpoint
+    ckpt = load_checkpoint(path, kind="generator")
+    gen = get_generator(ckpt["generator"], bits=ckpt.get("bits", DEFAULT_BITS))
+    gen.load_state_dict(ckpt["state_dict"])
+    return gen.to(device).eval().requires_grad_(False), ckpt
+
+
+__all__ = ["get_generator", "list_generators", "generator_info", "load_generator", "GENERATORS",
+           "NeuralFuse"]

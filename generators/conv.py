@@ -85,7 +85,9 @@ VARIANTS = {"ConvL": (CONV_L, "conv"), "ConvS": (CONV_S, "conv"),
 
 
 def _register(name: str, layers, head: str) -> None:
-    GENERATORS.register(name)(lambda: EncoderDecoder(layers, head=head))
+    # the tanh head bounds the residual G(x) to [-1, 1]
+    GENERATORS.register(name, family=head, bounded_residual=True, options=())(
+        lambda: EncoderDecoder(layers, head=head))
 
 
 for _name, (_layers, _head) in VARIANTS.items():

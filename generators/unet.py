@@ -79,11 +79,15 @@ class UNet(nn.Module):
         return self.outc(x)  # (B, 3, H, W), unbounded (no tanh)
 
 
-@GENERATORS.register("UNetL")
+# no tanh: the UNet residual is unbounded; `up_padding` is the one builder option
+UNET_META = dict(family="unet", bounded_residual=False, options=("up_padding",))
+
+
+@GENERATORS.register("UNetL", **UNET_META)
 def unet_l(up_padding: int = RELEASED_UP_PADDING) -> UNet:
     return UNet(UNET_L, up_padding)
 
 
-@GENERATORS.register("UNetS")
+@GENERATORS.register("UNetS", **UNET_META)
 def unet_s(up_padding: int = RELEASED_UP_PADDING) -> UNet:
     return UNet(UNET_S, up_padding)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch.nn as nn
 
-from common.macs import layer_stats
+from eval.macs import layer_stats
 from common.registry import UnknownName
 from eval.energy import (PAPER_SAVING, energy_rows, energy_saving, model_costs, operating_point, twma,
                          weight_reads)
