@@ -22,7 +22,7 @@ from typing import List
 
 import zs_main
 
-# "cpu" is the setting of SPEC §12 row 1 (the released code measured at CPU scale), so the demo is also
+# "cpu" is the setting of docs/DESIGN.md §12 row 1 (the released code measured at CPU scale), so the demo is also
 # a parity check; measured on a 2-core CPU it shows PA well below CA and PA(NF) above PA (README, Demo).
 PRESETS = {
     "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, test_limit=1000, base_epochs=6,

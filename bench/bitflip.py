@@ -1,4 +1,4 @@
-"""Benchmark of the fault injectors (SPEC §5) on a CIFAR-style ResNet18 at BER 1%.
+"""Benchmark of the fault injectors (docs/DESIGN.md §5) on a CIFAR-style ResNet18 at BER 1%.
 
 Times one perturbed model (faulty int8 weights for all 21 quantized layers, ~11.2M weights) per
 fault model, and compares, in the same run, with:
@@ -31,10 +31,10 @@ from bitflip import FaultConfig, inject_cfg, list_fault_models, perturb, clear_f
 from models import get_model
 from models.quant import quant_layers
 
-BER = 0.01          # SPEC §5 default operating point
+BER = 0.01          # docs/DESIGN.md §5 default operating point
 REPS = 7            # timed repetitions of the fast methods (best reported)
 SLOW_REPS = 2       # of the naive baselines (~1 s each)
-SEED0 = 50000       # evaluation seed range (SPEC §5); each call takes a fresh seed from here on
+SEED0 = 50000       # evaluation seed range (docs/DESIGN.md §5); each call takes a fresh seed from here on
 CACHED_SEED = 49999 # the one seed the "map cached" row reuses
 
 

@@ -1,4 +1,4 @@
-"""Bit-error models on int8 weights (SPEC §5): the config, the registry and the tensor-level entry point.
+"""Bit-error models on int8 weights (docs/DESIGN.md §5): the config, the registry and the tensor-level entry point.
 
 A fault model maps (flat int8 weights, config, seed, layer index) to new int8 weights. Three are
 registered, in this order: `official` (default; the released code's tiled stuck-at SRAM map,

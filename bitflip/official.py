@@ -1,4 +1,4 @@
-"""The `official` fault model of SPEC §5: the released code's tiled SRAM stuck-at map, bit-exact.
+"""The `official` fault model of docs/DESIGN.md §5: the released code's tiled SRAM stuck-at map, bit-exact.
 
 One map of 8192 rows x 128 bit cells per seed s, drawn with numpy's legacy `RandomState`:
     faulty  = RandomState(s).rand(8192, 128) < ber

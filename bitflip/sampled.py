@@ -1,4 +1,4 @@
-"""Independent-cell fault models of SPEC §5: `stuckat` (stuck-at-0/1) and `flip` (XOR), no tiling.
+"""Independent-cell fault models of docs/DESIGN.md §5: `stuckat` (stuck-at-0/1) and `flip` (XOR), no tiling.
 
 Every eligible bit of every weight is its own cell, faulty with probability ber, independently; a
 faulty `stuckat` cell is stuck at 1 or at 0 with probability 1/2 each (as in `official`).

@@ -1,4 +1,4 @@
-"""SRAM energy saving of NeuralFuse (paper §4.4, Eq. 6 and Eq. 7, App. C; SPEC §10).
+"""SRAM energy saving of NeuralFuse (paper §4.4, Eq. 6 and Eq. 7, App. C; docs/DESIGN.md §10).
 
 Only the dynamic energy of weight-memory (SRAM) reads counts. The base model runs at a reduced
 supply voltage, where every access costs a fraction S less energy but bits flip at rate BER; the
@@ -37,7 +37,7 @@ it cancels in ES. Our TWMA (command: `python -m eval.energy`) against Table 6, 3
 The UNet remainder is the 1x1 output conv alone (Table 6 implies 37 folds = a 34x34 output, as if
 its input had been padded by 1 although its padding is 0); we keep the principled rule. Table 2
 (ES at 1% BER, all 30 pairs) is reproduced to within 0.07 points (its rounding to one decimal),
-except VGG19+ConvS: 29.29 from Table 6's own TWMA vs 29.7 printed (as transcribed in SPEC §10), an
+except VGG19+ConvS: 29.29 from Table 6's own TWMA vs 29.7 printed (docs/DESIGN.md §10), an
 inconsistency inside the paper or the transcription. The plain
 `weights x ceil(output pixels / 32)` count with PyTorch's sizes is 2-3.5% low for the ResNets and
 4-5% low for the UNets. MACs (Eq. 7) come from eval/macs.py (`macs` = ptflops convention of
@@ -71,7 +71,7 @@ ARRAY_ROWS = 32               # output-stationary systolic array rows (paper: 32
 WEIGHTS_PER_ACCESS = 8        # Table 6's unit: one access per 8 weight reads (cancels in ES)
 SRAM_BITS = 256 * 1024 * 8    # weight SRAM of the paper's simulated accelerator: 256 KB
 PAPER_BER = 0.01              # the paper's operating point (Table 2)
-PAPER_SAVING = 30.63          # % per access at 1% BER: fitted to Table 2 (SPEC §10); v = 0.8329 Vmin
+PAPER_SAVING = 30.63          # % per access at 1% BER: fitted to Table 2 (docs/DESIGN.md §10); v = 0.8329 Vmin
 BER_AT_VMIN = 1.0 / SRAM_BITS  # assumption: Vmin = lowest voltage with (at most) one failing cell
 WEIGHT_KINDS = ("conv", "deconv", "linear")  # eval.macs layer kinds that read weights
 

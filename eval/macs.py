@@ -1,4 +1,4 @@
-"""Parameter and MAC counts by forward hooks on the layers a model actually runs (SPEC §10, paper Table 7).
+"""Parameter and MAC counts by forward hooks on the layers a model actually runs (docs/DESIGN.md §10, paper Table 7).
 
 One forward pass at batch 1 records every call of every leaf module (`layer_stats`); the counts are
 sums over those records (`count_macs`), so base models and generators share one code path and an

@@ -1,4 +1,4 @@
-"""Figures for a run folder: accuracy vs BER (results.json's sweep, SPEC §8) and training curves.
+"""Figures for a run folder: accuracy vs BER (results.json's sweep, docs/DESIGN.md §8) and training curves.
 
 Rendered with matplotlib's Agg canvas on a standalone Figure (no pyplot state, never a window), and
 written atomically next to the inputs: `sweep.png` and `curves.png`.

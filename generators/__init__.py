@@ -1,8 +1,8 @@
-"""NeuralFuse generator zoo (SPEC §6): `get_generator(name)` and `list_generators()`.
+"""NeuralFuse generator zoo (docs/DESIGN.md §6): `get_generator(name)` and `list_generators()`.
 
 A generator module computes F(x) = clamp(x + G(x), -1, 1) on inputs in [-1, 1] (paper Eq. 1); the
 raw residual G is `module.G` (also `module.residual(x)`). Every Conv2d / ConvTranspose2d of G is
-8-bit fake-quantized like the base models (SPEC §4) and is never touched by the fault models.
+8-bit fake-quantized like the base models (docs/DESIGN.md §4) and is never touched by the fault models.
 
 Families are code, variants are data: `generators/conv.py` builds ConvL/ConvS/DeConvL/DeConvS from
 layer lists, `generators/unet.py` builds UNetL/UNetS from a width tuple.
@@ -26,7 +26,7 @@ GENERATORS = Registry("generator")
 
 
 class NeuralFuse(nn.Module):
-    """Wraps a residual network G: forward(x) = clamp(x + G(x), -1, 1) (SPEC §6)."""
+    """Wraps a residual network G: forward(x) = clamp(x + G(x), -1, 1) (docs/DESIGN.md §6)."""
 
     def __init__(self, G: nn.Module):
         super().__init__()

@@ -1,4 +1,4 @@
-"""UNet-based NeuralFuse generators UNetL / UNetS (SPEC §6; paper App. B).
+"""UNet-based NeuralFuse generators UNetL / UNetS (docs/DESIGN.md §6; paper App. B).
 
     DoubleConv(a, b) = [Conv 3x3 p1 (no bias) -> BatchNorm -> ReLU] x 2
     inc    DC 3 -> w0
@@ -12,7 +12,7 @@ UNetL uses widths (16, 32, 64, 128), UNetS (8, 16, 32, 64).
 cropping one pixel off every border of the exact 2x result, and the zero-padding puts a 1-pixel zero
 frame around it. `up_padding=0` is the exact 2x up-convolution (2H pixels, nothing padded). Both
 variants have the same parameters; only the up-convolution MACs differ. The paper's MAC figures
-(Table 7) correspond to `up_padding=0`; with the default they come out about 4% lower (SPEC §10).
+(Table 7) correspond to `up_padding=0`; with the default they come out about 4% lower (docs/DESIGN.md §10).
 
 Example:
     from generators import get_generator

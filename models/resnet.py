@@ -1,4 +1,4 @@
-"""CIFAR-style ResNet18/50 (SPEC §4): 3x3 stride-1 stem without max-pool, for 32 px inputs.
+"""CIFAR-style ResNet18/50 (docs/DESIGN.md §4): 3x3 stride-1 stem without max-pool, for 32 px inputs.
 
 One `ResNet` class; the depths are data ((block, layers) per name). Inside the blocks each ReLU call
 site is its own nn.ReLU module, while the stem ReLU and the global average pool are functional: the

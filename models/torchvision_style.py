@@ -1,4 +1,4 @@
-"""torchvision-style classifiers (`...Py`, SPEC §4) for 224 px ImageNet-10.
+"""torchvision-style classifiers (`...Py`, docs/DESIGN.md §4) for 224 px ImageNet-10.
 
 These wrap torchvision's own definitions (7x7 stride-2 stem + max-pool ResNets; VGG with BN,
 AdaptiveAvgPool(7,7) and the 25088-4096-4096-classes classifier with dropout) rather than copying

@@ -1,4 +1,4 @@
-"""CIFAR-style VGG11/16/19 with BatchNorm (SPEC §4): configs A/D/E, global average pool, one Linear.
+"""CIFAR-style VGG11/16/19 with BatchNorm (docs/DESIGN.md §4): configs A/D/E, global average pool, one Linear.
 
 Example:
     from models import get_model

@@ -1,4 +1,4 @@
-"""Energy model (eval/energy.py, SPEC §10): TWMA against the paper's Table 6, ES against Table 2, the
+"""Energy model (eval/energy.py, docs/DESIGN.md §10): TWMA against the paper's Table 6, ES against Table 2, the
 operating points, and the `energy` CLI mode."""
 import json
 

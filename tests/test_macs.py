@@ -1,4 +1,4 @@
-"""MAC counting by layer hooks (common/macs.py) against hand counts and the paper's Table 7 (SPEC §10)."""
+"""MAC counting by layer hooks (eval/macs.py) against hand counts and the paper's Table 7 (docs/DESIGN.md §10)."""
 import pytest
 import torch.nn as nn
 
@@ -89,7 +89,7 @@ def test_generator_macs_224px_match_paper(name):
 
 @pytest.mark.parametrize("name", list_generators(family="unet"))
 def test_unet_released_padding_is_4_percent_lower_at_32px(name):
-    """SPEC §10: with the released code's up_padding=1 the UNet MACs come out about 4% under Table 7."""
+    """docs/DESIGN.md §10: with the released code's up_padding=1 the UNet MACs come out about 4% under Table 7."""
     default = count_macs(get_generator(name), (3, 32, 32), device="meta")["macs"]
     assert 0.955 < default / PAPER_32[name] < 0.965
 
