@@ -11,7 +11,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 if TYPE_CHECKING:                                # config.py stays import-free; zs_main builds it
@@ -100,7 +100,7 @@ class EnergyConfig:
     """The `energy` mode (docs/DESIGN.md §10): which generators, the output format, S override."""
     generators: Tuple[str, ...] = ()
     json: bool = opt(False, "energy: print JSON rows")
-    saving: Optional[float] = opt(None, "energy: per-access saving S in %% (default from -ber's operating point)")
+    saving: Optional[float] = opt(None, "energy: per-access saving S in %%")
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class Configs:
         faults = f"ber{'-'.join(f'{b:g}' for b in self.eval.bers or (self.fault.ber,))}_{self.fault.model}"
         if self.fault.position != -1:
             faults += f"_pos{self.fault.position}"
-        if self.fault.bits != 8:
+        if self.fault.bits != {f.name: f.default for f in fields(self.fault)}["bits"]:   # not the default
             faults += f"_{self.fault.bits}bit"
         if self.run.mode == "train":
             return f"{base}_qat"

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import List
 
 import zs_main
+from common.cli import from_field
+from config import RUNS_ROOT, DataConfig, RunConfig
 
-# "cpu" is the setting of docs/DESIGN.md §12 row 1 (the released code measured at CPU scale), so the demo is also
+# "cpu" is the setting of docs/DESIGN.md §12 (the released code measured at CPU scale), so the demo is also
 # a parity check; measured on a 2-core CPU it shows PA well below CA and PA(NF) above PA (README, Demo).
 PRESETS = {
     "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, test_limit=1000, base_epochs=6,
@@ -58,11 +60,11 @@ def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default="./data")
-    p.add_argument("--out", default="checkpoints/demo", help="folder for the demo's runs")
+    p.add_argument("--data-root", **from_field(DataConfig, "root"))
+    p.add_argument("--out", default=f"{RUNS_ROOT}/demo", help="folder for the demo's runs")
     p.add_argument("--preset", choices=list(PRESETS), default="cpu")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--device", **from_field(RunConfig, "device"))
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, **from_field(DataConfig, "download"))
     a = p.parse_args(argv)
     cfg = PRESETS[a.preset]
     out = Path(a.out) / a.preset

@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-BS", type=_positive, **from_field(DataConfig, "batch_size"))
     g.add_argument("-TBS", type=_positive, **from_field(DataConfig, "test_batch_size"))
     gen_help = from_field(EOPMConfig, "generator")
-    g.add_argument("-G", choices=list_generators() + [ALL_GENERATORS], metavar="GEN", default=gen_help["default"],
+    g.add_argument("-G", choices=list_generators() + [ALL_GENERATORS], metavar="GEN",
+                   default=gen_help["default"],
                    help=f"{', '.join(list_generators())}, or '{ALL_GENERATORS}' for energy; {gen_help['help']}")
     n = p.add_argument_group("additions")
     n.add_argument("--data-root", **from_field(DataConfig, "root"))
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--G-path", dest="g_path", **from_field(EvalConfig, "g_path", default=False))
     n.add_argument("--no-hflip", dest="hflip", action="store_false", **from_field(DataConfig, "hflip"))
     n.add_argument("--json", action="store_true", **from_field(EnergyConfig, "json"))
-    n.add_argument("--saving", type=float, **from_field(EnergyConfig, "saving"))
+    n.add_argument("--saving", type=float, **from_field(EnergyConfig, "saving", show="from -ber's operating point"))
     return p
 
 

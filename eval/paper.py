@@ -67,6 +67,8 @@ ENERGY_SAVING: Dict[str, Dict[str, float]] = {
 ENERGY_SAVING_BER = 0.01        # Table 2's operating point (supply ≈ 0.83·Vmin)
 PAPER_FAULT_MODEL = "official"   # the released code's fault model produced every number above
 PAPER_SEEDS = 10                 # perturbed models per reported mean ± std
+PAPER_BITS = 8                   # weight precision of every reported model (also what results without
+                                 # a recorded precision, written before --bits existed, used)
 
 
 def _ber_key(ber: Optional[float], table) -> Optional[float]:

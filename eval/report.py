@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from common.cli import OneLineParser
 from common.registry import UnknownName
-from eval.paper import PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
+from eval.paper import PAPER_BITS, PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
 
 DASH = "–"
 PAPER_LABEL = "↳ paper"
@@ -75,7 +75,7 @@ def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
     fault = s.get("fault") or {}
     common = {"run": run_dir.name, "arch": s.get("arch"), "generator": s.get("generator"),
               "dataset": s.get("dataset"), "fault_model": s.get("fault_model", fault.get("model")),
-              "position": fault.get("position", -1), "bits": fault.get("bits", 8), "lam": s.get("lam"),
+              "position": fault.get("position", -1), "bits": fault.get("bits", PAPER_BITS), "lam": s.get("lam"),
               "trained_on": s.get("generator_trained_on")}
     entries = res.get("sweep") or [res]
     rows = []
@@ -92,7 +92,7 @@ def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
 
 def paper_row(row: Dict) -> Optional[Dict]:
     """The paper's numbers for `row`'s setting, shaped like a row, or None when it reports none."""
-    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != 8:
+    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != PAPER_BITS:
         return None
     if row["trained_on"] and row["trained_on"] != f"{row['arch']}/{row['dataset']}":
         return None                     # a transferred generator: the paper's tables here don't cover it

@@ -67,7 +67,8 @@ def test_eopm_and_eval_results(chain):
     assert clean["settings"]["testing_mode"] == "clean" and "PA_mean" not in clean
     # one schema for both testing modes: the same top-level and settings keys
     gen_eval = json.loads((chain / "eval" / "results.json").read_text())
-    assert set(clean) == {"CA", "per_seed", "settings", "sweep"} and set(clean["settings"]) == set(gen_eval["settings"])
+    assert set(clean) == {"CA", "per_seed", "settings", "sweep"}
+    assert set(clean["settings"]) == set(gen_eval["settings"])
     assert clean["sweep"][0]["CA"] == clean["CA"] and clean["sweep"][0]["split"] == "test"
 
 
