@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/bitflip.py
+	$(PY) -m bench.bitflip
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import List
 
 import zs_main
+from common.cli import from_field
+from config import RUNS_ROOT, DataConfig, RunConfig
 
-# "cpu" is the setting of SPEC §12 row 1 (the released code measured at CPU scale), so the demo is also
+# "cpu" is the setting of docs/DESIGN.md §12 (the released code measured at CPU scale), so the demo is also
 # a parity check; measured on a 2-core CPU it shows PA well below CA and PA(NF) above PA (README, Demo).
 PRESETS = {
     "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, test_limit=1000, base_epochs=6,
@@ -58,11 +60,11 @@ def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default="./data")
-    p.add_argument("--out", default="checkpoints/demo", help="folder for the demo's runs")
+    p.add_argument("--data-root", **from_field(DataConfig, "root"))
+    p.add_argument("--out", default=f"{RUNS_ROOT}/demo", help="folder for the demo's runs")
     p.add_argument("--preset", choices=list(PRESETS), default="cpu")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--device", **from_field(RunConfig, "device"))
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, **from_field(DataConfig, "download"))
     a = p.parse_args(argv)
     cfg = PRESETS[a.preset]
     out = Path(a.out) / a.preset
@@ -78,25 +80,28 @@ def main(argv=None) -> int:
     common = ["--data-root", a.data_root, "--device", a.device, "--train-limit", str(cfg["train_limit"]),
               "--test-limit", str(cfg["test_limit"]), "-BS", str(cfg["batch"]), "-TBS", "250",
               "--download" if a.download else "--no-download"]
-    base_dir, gen_dir = out / "base", out / "generator"
+    base_dir, gen_dir, eval_dir = out / "base", out / "generator", out / "eval"
     _stage("1/3 base model QAT", [cfg["arch"], "train", "cifar10", "-E", str(cfg["base_epochs"]), "-LR",
                                    str(cfg["base_lr"]), "--run-dir", str(base_dir), *common],
            base_dir, cfg["base_epochs"])
-    results = gen_dir / "results.json"
-    if not (_done(gen_dir, cfg["gen_epochs"]) and results.is_file()):
+    found = [r for r in (gen_dir / "results.json", eval_dir / "results.json") if r.is_file()]
+    if not (_done(gen_dir, cfg["gen_epochs"]) and found):
         _stage("2/3 EOPM generator training + 3/3 evaluation",
                [cfg["arch"], "transform_eopm_gen", "cifar10", "-cp", str(base_dir / "best.pt"), "-ber", "0.01",
                 "-G", cfg["generator"], "-N", str(cfg["n_models"]), "-E", str(cfg["gen_epochs"]),
                 "--run-dir", str(gen_dir), *common], gen_dir, cfg["gen_epochs"])
-        if not results.is_file():  # generator complete from an earlier run, evaluation missing
-            _call("3/3 evaluation", [cfg["arch"], "transform_eval", "cifar10", "-cp", str(base_dir / "best.pt"),
-                                     "--testing-mode", "generator_base", "--G-path", str(gen_dir / "best.pt"),
-                                     "--run-dir", str(gen_dir), *common])
+        found = [gen_dir / "results.json"] if (gen_dir / "results.json").is_file() else []
+    if not found:  # generator complete from an earlier run, evaluation missing: a folder of its own
+        _call("3/3 evaluation", [cfg["arch"], "transform_eval", "cifar10", "-cp", str(base_dir / "best.pt"),
+                                 "--testing-mode", "generator_base", "--G-path", str(gen_dir / "best.pt"),
+                                 "--run-dir", str(eval_dir), "-F", *common])
+        found = [eval_dir / "results.json"]
+    results = found[0]
     res = json.loads(results.read_text())
-    from eval.neuralfuse import format_table
+    from eval.neuralfuse import format_results
     print("\n[demo] NeuralFuse on CIFAR-10 subset, BER 1% (official faults), "
           f"{len(res['per_seed'])} fault seeds, {res['settings'].get('test_limit')} test images:")
-    print(format_table(res, f"{cfg['arch']} + {cfg['generator']}"))
+    print(format_results(res, f"{cfg['arch']} + {cfg['generator']}"))
     print(f"[demo] files: {base_dir}/ (base: best.pt, metrics.jsonl, curves.png), "
           f"{gen_dir}/ (generator: best.pt, results.json, results.csv, curves.png)")
     return 0

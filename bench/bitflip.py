@@ -1,4 +1,4 @@
-"""Benchmark of the fault injectors (SPEC §5) on a CIFAR-style ResNet18 at BER 1%.
+"""Benchmark of the fault injectors (docs/DESIGN.md §5) on a CIFAR-style ResNet18 at BER 1%.
 
 Times one perturbed model (faulty int8 weights for all 21 quantized layers, ~11.2M weights) per
 fault model, and compares, in the same run, with:
@@ -9,7 +9,7 @@ fault model, and compares, in the same run, with:
   - released, rebuild: the same with the numpy map also redrawn for every layer.
 The `official` rows are checked to give the same bytes as the released-code emulation.
 
-    .venv/bin/python bench/bitflip.py              # --threads 2 to use both cores
+    .venv/bin/python -m bench.bitflip              # --threads 2 to use both cores
 
 Torch runs on 1 thread by default: on a shared 2-core machine a 2-thread parallel region stalls
 for a scheduler slice (~100-200 ms) whenever another process holds the other core, which swamps
@@ -19,34 +19,25 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import sys
 import time
 from typing import Callable, Dict, List
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bitflip import FaultConfig, inject_cfg, list_fault_models, perturb, clear_faults
+from models import get_model
+from models.quant import quant_layers
 
-from bitflip import FaultConfig, inject_cfg, list_fault_models, perturb, clear_faults  # noqa: E402
-from models.quant import quant_layers, quantize_  # noqa: E402
-
-BER = 0.01          # SPEC §5 default operating point
+BER = 0.01          # docs/DESIGN.md §5 default operating point
 REPS = 7            # timed repetitions of the fast methods (best reported)
 SLOW_REPS = 2       # of the naive baselines (~1 s each)
-SEED0 = 50000       # evaluation seed range (SPEC §5); each call takes a fresh seed from here on
+SEED0 = 50000       # evaluation seed range (docs/DESIGN.md §5); each call takes a fresh seed from here on
 CACHED_SEED = 49999 # the one seed the "map cached" row reuses
 
 
 def build_resnet18() -> torch.nn.Module:
-    try:
-        from models import get_model
-        return get_model("resnet18", num_classes=10).eval()
-    except Exception as e:  # the zoo is written concurrently; the weight count is what matters here
-        print(f"models.get_model failed ({e!r}); using torchvision resnet18 + quantize_")
-        import torchvision
-        return quantize_(torchvision.models.resnet18(num_classes=10)).eval()
+    return get_model("resnet18", num_classes=10).eval()
 
 
 def timed(methods: Dict[str, Callable[[int], object]], reps: int) -> Dict[str, float]:

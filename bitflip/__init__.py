@@ -1,4 +1,4 @@
-"""Bit errors in int8 weights (SPEC §5): fault models, tensor-level injection, perturbed models.
+"""Bit errors in int8 weights (docs/DESIGN.md §5): fault models, tensor-level injection, perturbed models.
 
 Example:
     from bitflip import FaultConfig, inject, perturbed

@@ -1,4 +1,4 @@
-"""Perturbed copies of a quantized model (SPEC §5, §7, §8) without copying the model.
+"""Perturbed copies of a quantized model (docs/DESIGN.md §5, §7, §8) without copying the model.
 
 `perturb` hands every quantized Conv2d/Linear/ConvTranspose2d its faulty int8 weights through
 `layer.set_fault`; the float master weights are never touched, so `clear_faults` restores the clean

@@ -1,4 +1,4 @@
-"""Bit-error models on int8 weights (SPEC §5): the config, the registry and the tensor-level entry point.
+"""Bit-error models on int8 weights (docs/DESIGN.md §5): the config, the registry and the tensor-level entry point.
 
 A fault model maps (flat int8 weights, config, seed, layer index) to new int8 weights. Three are
 registered, in this order: `official` (default; the released code's tiled stuck-at SRAM map,
@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List
 
 import torch
@@ -23,6 +23,7 @@ import torch
 from bitflip.official import apply_official
 from bitflip.sampled import apply_flip, apply_stuckat
 from common.registry import Registry
+from models.quant import DEFAULT_BITS
 
 FAULT_MODELS = Registry("fault model")
 MAX_SEED = 2 ** 32 - 2   # numpy's legacy RandomState takes seeds < 2^32, and `official` uses seed + 1
@@ -30,11 +31,17 @@ MAX_SEED = 2 ** 32 - 2   # numpy's legacy RandomState takes seeds < 2^32, and `o
 
 @dataclass(frozen=True)
 class FaultConfig:
-    """Which bit errors a perturbed model gets (CLI: --fault-model, -ber, -pos, --bits)."""
-    model: str = "official"   # a name in FAULT_MODELS; `official` reproduces the released code
-    ber: float = 0.01         # bit error rate: probability that a bit cell is faulty (SPEC §5)
-    position: int = -1        # -1: any bit; k: only bit k of each weight, per-weight rate ber
-    bits: int = 8             # weight precision b (2..8); faults touch bits 0..b-1
+    """Which bit errors a perturbed model gets (CLI: --fault-model, -ber, -pos, --bits).
+
+    `bits` is also the weight precision of the base model and generator: the one place it is set.
+    """
+    model: str = field(default="official", metadata={
+        "help": "fault model; `official` reproduces the released code's SRAM map"})
+    ber: float = field(default=0.01, metadata={
+        "help": "bit error rate in (0,1): probability that a bit cell is faulty"})
+    position: int = field(default=-1, metadata={"help": "bit position 0..bits-1 to fault, -1 = any"})
+    bits: int = field(default=DEFAULT_BITS, metadata={"help": "weight precision in bits, 2..8; faults "
+                                                              "touch bits 0..bits-1"})
 
     def __post_init__(self):
         if not isinstance(self.model, str) or self.model not in FAULT_MODELS:
@@ -104,6 +111,6 @@ def inject_cfg(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int = 
 
 
 def inject(q: torch.Tensor, fault_model: str = "official", ber: float = 0.01, seed: int = 0,
-           position: int = -1, bits: int = 8, layer_index: int = 0) -> torch.Tensor:
+           position: int = -1, bits: int = DEFAULT_BITS, layer_index: int = 0) -> torch.Tensor:
     """`inject_cfg` with the fields spelled out: inject(q, "flip", 0.01, seed=3, position=-1)."""
     return inject_cfg(q, FaultConfig(fault_model, ber, position, bits), seed, layer_index)

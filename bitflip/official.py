@@ -1,4 +1,4 @@
-"""The `official` fault model of SPEC §5: the released code's tiled SRAM stuck-at map, bit-exact.
+"""The `official` fault model of docs/DESIGN.md §5: the released code's tiled SRAM stuck-at map, bit-exact.
 
 One map of 8192 rows x 128 bit cells per seed s, drawn with numpy's legacy `RandomState`:
     faulty  = RandomState(s).rand(8192, 128) < ber
@@ -28,6 +28,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from models.quant import DEFAULT_BITS
+
 MAP_ROWS = 8192      # rows of the released code's RandomFaultModel SRAM array
 MAP_COLS = 128       # bit cells per row
 STUCK1_BELOW = 0.5   # released code's ber0: a faulty cell with V < 0.5 is stuck at 1
@@ -41,7 +43,7 @@ def words_per_row(bits: int) -> int:
 
 
 @functools.lru_cache(maxsize=MAP_CACHE)
-def official_masks_np(seed: int, ber: float, bits: int = 8, position: int = -1
+def official_masks_np(seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
                       ) -> Tuple[np.ndarray, np.ndarray]:
     """(keep, s1): int8 (8192, wpr) masks; keep = NOT S0 (1 where a bit is not stuck at 0)."""
     wpr = words_per_row(bits)
@@ -73,7 +75,7 @@ def official_period(seed: int, ber: float, bits: int, position: int, device: tor
             s1[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1))
 
 
-def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = 8, position: int = -1
+def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
                    ) -> torch.Tensor:
     """q' = (q AND NOT S0) OR S1 with the tiled map, for a flat int8 tensor q (n,); q is not modified."""
     keep, s1 = official_period(seed, ber, bits, position, q.device)

@@ -1,4 +1,4 @@
-"""Independent-cell fault models of SPEC §5: `stuckat` (stuck-at-0/1) and `flip` (XOR), no tiling.
+"""Independent-cell fault models of docs/DESIGN.md §5: `stuckat` (stuck-at-0/1) and `flip` (XOR), no tiling.
 
 Every eligible bit of every weight is its own cell, faulty with probability ber, independently; a
 faulty `stuckat` cell is stuck at 1 or at 0 with probability 1/2 each (as in `official`).
@@ -22,6 +22,8 @@ from typing import Tuple
 
 import numpy as np
 import torch
+
+from models.quant import DEFAULT_BITS
 
 FLIP_STREAM = 1      # first word of the seed sequence, so flip and stuckat draw unrelated streams
 STUCKAT_STREAM = 2
@@ -85,7 +87,7 @@ def _add_bits(q: torch.Tensor, weight: torch.Tensor, delta: torch.Tensor) -> tor
     return out
 
 
-def apply_flip(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bits: int = 8,
+def apply_flip(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bits: int = DEFAULT_BITS,
                position: int = -1) -> torch.Tensor:
     """q XOR mask, each eligible bit of each weight flipped with prob. ber; flat int8 (n,) in and out."""
     _, weight, value = _faults(q, FLIP_STREAM, ber, seed, layer_index, bits, position)
@@ -94,7 +96,7 @@ def apply_flip(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bit
     return _add_bits(q, weight, value - current - current)              # +2^bit if 0, -2^bit if 1
 
 
-def apply_stuckat(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bits: int = 8,
+def apply_stuckat(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bits: int = DEFAULT_BITS,
                   position: int = -1) -> torch.Tensor:
     """(q AND NOT S0) OR S1 with independent stuck cells; flat int8 (n,) in and out."""
     rng, weight, value = _faults(q, STUCKAT_STREAM, ber, seed, layer_index, bits, position)

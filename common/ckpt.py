@@ -1,4 +1,4 @@
-"""Self-describing checkpoints (SPEC §9), written atomically and read with `weights_only=True`.
+"""Self-describing checkpoints (docs/DESIGN.md §9), written atomically and read with `weights_only=True`.
 
 Example:
     save_checkpoint({"kind": "base", "arch": "resnet18", "state_dict": net.state_dict()}, "run/last.pt")

@@ -1,16 +1,22 @@
-"""A name -> builder registry, one per zoo (models, generators, fault models, run modes).
+"""A name -> builder registry, one per zoo (models, generators, datasets, fault models), with metadata.
+
+Each entry may carry keyword metadata (input size, family, ...) so callers ask the registry what a
+name is instead of parsing the name.
 
 Example:
     MODELS = Registry("model")
 
-    @MODELS.register("resnet18")
+    @MODELS.register("resnet18", family="resnet", input_size=32)
     def resnet18(num_classes): ...
 
     MODELS.get("resnet18")(num_classes=10)
+    MODELS.meta("resnet18")["input_size"]          # 32
+    MODELS.names(input_size=32)                    # every name whose metadata matches
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, TypeVar
+from types import MappingProxyType
+from typing import Any, Callable, Dict, List, Mapping, TypeVar
 
 T = TypeVar("T", bound=Callable)
 
@@ -28,23 +34,33 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._items: Dict[str, Callable] = {}
+        self._meta: Dict[str, Mapping[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **meta: Any) -> Callable[[T], T]:
         def deco(fn: T) -> T:
             if name in self._items:
                 raise ValueError(f"duplicate {self.kind} name {name!r}")
             self._items[name] = fn
+            self._meta[name] = MappingProxyType(dict(meta))
             return fn
         return deco
 
     def get(self, name: str) -> Callable:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise UnknownName(f"unknown {self.kind} {name!r}; choose from {', '.join(self.names())}") from None
+        self._check(name)
+        return self._items[name]
 
-    def names(self) -> List[str]:
-        return list(self._items)
+    def meta(self, name: str) -> Mapping[str, Any]:
+        """The read-only metadata registered with `name`."""
+        self._check(name)
+        return self._meta[name]
+
+    def names(self, **where: Any) -> List[str]:
+        """Registered names in registration order; keyword filters keep those whose metadata match."""
+        return [n for n in self._items if all(self._meta[n].get(k) == v for k, v in where.items())]
+
+    def _check(self, name: str) -> None:
+        if name not in self._items:
+            raise UnknownName(f"unknown {self.kind} {name!r}; choose from {', '.join(self.names())}")
 
     def __contains__(self, name: str) -> bool:
         return name in self._items

@@ -1,8 +1,9 @@
-"""Run folders (SPEC §9): resolved arguments, one JSON line of metrics per epoch, seeds and devices.
+"""Run folders (docs/DESIGN.md §9): how every mode starts a run, one JSON line of metrics per epoch,
+seeds and devices.
 
 Example:
-    run = prepare_run_dir("checkpoints/resnet18_cifar10_qat", force=False, resume=False)
-    append_jsonl(run / "metrics.jsonl", {"epoch": 0, "test_acc": 41.2})
+    run_dir = start_run(cfgs.run, cfgs.to_dict())       # guard (-F / -rt), seed, args.json
+    append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "test_acc": 41.2})
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 import random
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Optional, Protocol
 
 import numpy as np
 import torch
@@ -30,18 +31,50 @@ class UsageError(Exception):
     """A user mistake: printed as one line by zs_main.py, exit code 2."""
 
 
-def prepare_run_dir(path: os.PathLike, force: bool, resume: bool, guard: str = "last.pt") -> Path:
-    """Create the run folder; refuse to reuse one holding `guard` unless resuming or forced."""
+# A folder holding a checkpoint or results is taken (args.json alone: a run that stopped before its
+# first epoch or result, safe to start again).
+RUN_FILES = ("last.pt", "results.json")
+STALE_ON_FORCE = ("metrics.jsonl", "last.pt", "best.pt", "results.json", "results.csv", "sweep.csv")
+RESUME_FROM = "last.pt"
+
+
+class RunSpec(Protocol):
+    """What start_run reads of a run's settings (config.RunConfig has these fields)."""
+    run_dir: Optional[str]
+    seed: int
+    force: bool
+    resume: bool
+
+
+def prepare_run_dir(path: os.PathLike, force: bool, resume: bool) -> Path:
+    """Create the run folder; refuse one that already holds a run unless resuming (-rt) or forced (-F)."""
     path = Path(path)
     if resume:
-        if not (path / guard).is_file():
-            raise UsageError(f"-rt: nothing to resume in {path} (no {guard}); drop -rt to start a new run")
-    elif (path / guard).exists() and not force:
-        raise UsageError(f"run folder {path} already holds {guard}; pass -F to overwrite or -rt to resume")
+        if not (path / RESUME_FROM).is_file():
+            raise UsageError(f"-rt: nothing to resume in {path} (no {RESUME_FROM}); drop -rt to start a new run")
+    else:
+        taken = [f for f in RUN_FILES if (path / f).exists()]
+        if taken and not force:
+            raise UsageError(f"run folder {path} already holds {taken[0]}; pass -F to overwrite, -rt to resume "
+                             f"or --run-dir to choose another folder")
     path.mkdir(parents=True, exist_ok=True)
     if force and not resume:
-        for stale in ("metrics.jsonl", "last.pt", "best.pt", "results.json"):
+        for stale in STALE_ON_FORCE:
             (path / stale).unlink(missing_ok=True)
+    return path
+
+
+def start_run(run: RunSpec, record: Mapping[str, Any], is_main: bool = True) -> Optional[Path]:
+    """How every mode starts: guard the run folder (-F / -rt), seed everything from the run seed, and
+    write args.json (`record` + the code version). Returns the folder (None on non-main DDP ranks,
+    which only seed). `run.run_dir` must already be resolved (config.Configs.with_run_dir)."""
+    from common.ckpt import code_version
+    if not run.run_dir:
+        raise ValueError("start_run needs a resolved run folder")
+    path = prepare_run_dir(run.run_dir, run.force, run.resume) if is_main else None
+    seed_everything(run.seed)
+    if path is not None:
+        write_json(path / "args.json", {"code_version": code_version(), **record})
     return path
 
 

@@ -1,4 +1,4 @@
-"""The data zoo (SPEC §3): cifar10, cifar100, gtsrb, imagenet224 (ImageNet-10).
+"""The data zoo (docs/DESIGN.md §3): cifar10, cifar100, gtsrb, imagenet224 (ImageNet-10).
 
 Items are (float tensor C×H×W in [-1, 1], int label); every dataset object has `.targets`.
 
@@ -16,9 +16,10 @@ from torch.utils.data import Dataset
 
 from . import cifar, gtsrb, imagenet  # noqa: F401  (each registers its datasets)
 from .common import DATASETS, DataMissingError, DatasetInfo, balanced_subset, compose
+from .loader import cache_batches, make_loader
 
 __all__ = ["list_datasets", "get_dataset_info", "load_split", "balanced_subset", "DataMissingError",
-           "DatasetInfo"]
+           "DatasetInfo", "make_loader", "cache_batches"]
 
 
 def list_datasets() -> List[str]:
@@ -32,7 +33,7 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 def load_split(name: str, root: Union[str, Path], train: bool, download: bool = False,
                augment: Optional[bool] = None, hflip: bool = True) -> Dataset:
-    """One split of `name` under `root` (= --data-root), with SPEC §3's transforms.
+    """One split of `name` under `root` (= --data-root), with docs/DESIGN.md §3's transforms.
 
     augment: train-time augmentation (default: same as `train`). hflip=False drops the horizontal flip
     from the augmentation (meant for GTSRB, where flipping changes a sign's meaning).

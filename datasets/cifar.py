@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-100 from the official python pickles (SPEC §3).
+"""CIFAR-10 / CIFAR-100 from the official python pickles (docs/DESIGN.md §3).
 
 We read the pickles ourselves instead of torchvision's CIFAR classes: those refuse any file whose md5
 differs from the 2009 release (e.g. a re-encoded copy); we only warn. The official md5s are read from
@@ -23,7 +23,7 @@ from torchvision import transforms as T
 from .common import DATASETS, DatasetEntry, DatasetInfo, missing
 
 CIFAR_SIZE = 32     # pixels per side
-CIFAR_PAD = 4       # RandomCrop padding, SPEC §3
+CIFAR_PAD = 4       # RandomCrop padding, docs/DESIGN.md §3
 
 
 def _family(tv_cls: type, folder: str, labels_key: str) -> Dict:

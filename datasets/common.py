@@ -1,4 +1,4 @@
-"""Shared pieces of the data zoo (SPEC §3): the registry entry type, the [-1, 1] pixel mapping,
+"""Shared pieces of the data zoo (docs/DESIGN.md §3): the registry entry type, the [-1, 1] pixel mapping,
 the "data not found" error and the class-balanced subset picker.
 
 Every dataset module registers one `DatasetEntry` in `DATASETS`; `datasets/__init__.py` is the public

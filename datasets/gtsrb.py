@@ -1,4 +1,4 @@
-"""GTSRB in torchvision's on-disk layout (SPEC §3): 43 classes, 39,209 train / 12,630 test images.
+"""GTSRB in torchvision's on-disk layout (docs/DESIGN.md §3): 43 classes, 39,209 train / 12,630 test images.
 
 Reads the same files in the same order as `torchvision.datasets.GTSRB` (train: sorted paths of
 Training/000CC/*.ppm; test: rows of GT-final_test.csv) but exposes `.targets` and reports missing files
@@ -20,7 +20,7 @@ from torchvision import transforms as T
 
 from .common import DATASETS, DatasetEntry, DatasetInfo, missing
 
-SIZE = 32               # Resize((32, 32)) on both splits, SPEC §3
+SIZE = 32               # Resize((32, 32)) on both splits, docs/DESIGN.md §3
 PAD = 4                 # RandomCrop padding
 TRANSLATE = (0.35, 0.35)  # RandomAffine max shift, fraction of width / height
 SCALE = (0.65, 1.35)      # RandomAffine scale range

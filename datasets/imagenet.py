@@ -1,7 +1,7 @@
-"""ImageNet-10 ("imagenet224", SPEC §3): 10 ImageNet classes at 224 px, read from an ImageFolder tree
+"""ImageNet-10 ("imagenet224", docs/DESIGN.md §3): 10 ImageNet classes at 224 px, read from an ImageFolder tree
 `imagenet-10/{train,val}/<wnid>/*.JPEG` (val is the test split). It cannot be downloaded.
 
-The wnids are not checked: SPEC names a commonly used list, but any 10 class folders work as long as
+The wnids are not checked: docs/DESIGN.md §3 names a commonly used list, but any 10 class folders work as long as
 train and val hold the same ones (checked: labels are the sorted-folder index, as in ImageFolder).
 
     python -c "import datasets; print(len(datasets.load_split('imagenet224', 'data', train=False)))"

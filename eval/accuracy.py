@@ -1,11 +1,11 @@
-"""Top-1 accuracy of a classifier, optionally behind an input transform (the NeuralFuse generator).
+"""Top-1 accuracy of a classifier over (already transformed) batches.
 
 Example:
     acc = accuracy(model, batches, device)["acc"]          # percent
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Tuple
+from typing import Iterable, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,15 +14,13 @@ from common.runs import progress
 
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch.Tensor]],
-             device: torch.device, transform: Optional[Callable] = None, desc: str = "eval") -> dict:
+             device: torch.device, desc: str = "eval") -> dict:
     """{'acc': percent, 'loss': mean CE, 'n': images}; `model` is put in eval mode and restored."""
     was_training = model.training
     model.eval()
     correct, loss_sum, n = 0, 0.0, 0
     for x, y in progress(batches, desc, in_logs=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if transform is not None:
-            x = transform(x)
         logits = model(x)                                       # (B, classes)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()

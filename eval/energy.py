@@ -1,4 +1,4 @@
-"""SRAM energy saving of NeuralFuse (paper §4.4, Eq. 6 and Eq. 7, App. C; SPEC §10).
+"""SRAM energy saving of NeuralFuse (paper §4.4, Eq. 6 and Eq. 7, App. C; docs/DESIGN.md §10).
 
 Only the dynamic energy of weight-memory (SRAM) reads counts. The base model runs at a reduced
 supply voltage, where every access costs a fraction S less energy but bits flip at rate BER; the
@@ -37,10 +37,10 @@ it cancels in ES. Our TWMA (command: `python -m eval.energy`) against Table 6, 3
 The UNet remainder is the 1x1 output conv alone (Table 6 implies 37 folds = a 34x34 output, as if
 its input had been padded by 1 although its padding is 0); we keep the principled rule. Table 2
 (ES at 1% BER, all 30 pairs) is reproduced to within 0.07 points (its rounding to one decimal),
-except VGG19+ConvS: 29.29 from Table 6's own TWMA vs 29.7 printed (as transcribed in SPEC §10), an
+except VGG19+ConvS: 29.29 from Table 6's own TWMA vs 29.7 printed (docs/DESIGN.md §10), an
 inconsistency inside the paper or the transcription. The plain
 `weights x ceil(output pixels / 32)` count with PyTorch's sizes is 2-3.5% low for the ResNets and
-4-5% low for the UNets. MACs (Eq. 7) come from common/macs.py (`macs` = ptflops convention of
+4-5% low for the UNets. MACs (Eq. 7) come from eval/macs.py (`macs` = ptflops convention of
 Table 7, used for ES; `conv_macs` = conv/linear multiply-accumulates only).
 
 Operating points (BER -> relative voltage v = V/Vmin -> S = 1 - v^2, dynamic energy ~ C V^2):
@@ -71,9 +71,9 @@ ARRAY_ROWS = 32               # output-stationary systolic array rows (paper: 32
 WEIGHTS_PER_ACCESS = 8        # Table 6's unit: one access per 8 weight reads (cancels in ES)
 SRAM_BITS = 256 * 1024 * 8    # weight SRAM of the paper's simulated accelerator: 256 KB
 PAPER_BER = 0.01              # the paper's operating point (Table 2)
-PAPER_SAVING = 30.63          # % per access at 1% BER: fitted to Table 2 (SPEC §10); v = 0.8329 Vmin
+PAPER_SAVING = 30.63          # % per access at 1% BER: fitted to Table 2 (docs/DESIGN.md §10); v = 0.8329 Vmin
 BER_AT_VMIN = 1.0 / SRAM_BITS  # assumption: Vmin = lowest voltage with (at most) one failing cell
-WEIGHT_KINDS = ("conv", "deconv", "linear")  # common.macs layer kinds that read weights
+WEIGHT_KINDS = ("conv", "deconv", "linear")  # eval.macs layer kinds that read weights
 
 
 # ----------------------------------------------------------------------------- operating points
@@ -114,7 +114,7 @@ def deconv_out(h: int, k: int, s: int, p: int) -> int:
 
 
 def output_positions(rec: Dict) -> int:
-    """Output pixels per filter of one `common.macs.layer_stats` record, as SCALE-Sim sizes them."""
+    """Output pixels per filter of one `eval.macs.layer_stats` record, as SCALE-Sim sizes them."""
     if rec["kind"] == "linear":
         return rec["out_positions"]  # 1 for a (B, features) input
     (h, w), (kh, kw), (sh, sw), (ph, pw) = rec["in_shape"][1:], rec["kernel"], rec["stride"], rec["padding"]
@@ -145,7 +145,7 @@ def model_costs(kind: str, name: str, image_size: int, num_classes: int = 10) ->
 
 @lru_cache(maxsize=None)
 def _costs(kind: str, name: str, image_size: int, num_classes: int) -> Dict:
-    from common.macs import layer_stats
+    from eval.macs import layer_stats
     if kind == "base":
         from models import get_model
         net = get_model(name, num_classes)
@@ -192,7 +192,7 @@ def energy_rows(arch: str, generators: List[str], dataset: str = "cifar10", savi
     return rows
 
 
-def format_table(rows: List[Dict]) -> str:
+def format_energy_table(rows: List[Dict]) -> str:
     """Plain aligned text: the base model once, then one line per generator."""
     if not rows:
         return ""
@@ -214,7 +214,7 @@ def _main() -> None:
     """Our TWMA for every CIFAR base model and generator at 32 px: python -m eval.energy"""
     from generators import list_generators
     from models import list_models
-    for kind, names in (("base", [n for n in list_models() if not n.endswith("Py")]), ("gen", list_generators())):
+    for kind, names in (("base", list_models(input_size=32)), ("gen", list_generators())):
         for n in names:
             c = model_costs(kind, n, 32)
             print(f"{n:10s} TWMA {c['twma']:>12,.0f}  params {c['params']:>11,}  MACs {c['macs']:>14,}")

@@ -1,8 +1,9 @@
-"""The paper's reported numbers (arXiv 2306.16869) as data, for side-by-side reports (SPEC §4, §10, §11).
+"""The paper's reported numbers (arXiv 2306.16869) as data, for side-by-side reports (docs/DESIGN.md §4, §10, §11).
 
 All accuracies are percent; (mean, std) pairs are over the paper's 10 perturbed models per setting,
-with the `official` fault model (SPEC §5), 8-bit weights, any bit position and the full test split.
-Table numbers are only given where SPEC names them; the other tables are named by what they hold.
+with the `official` fault model (docs/DESIGN.md §5), 8-bit weights, any bit position and the full test split.
+Tables are named by what they hold (docs/DESIGN.md §11 lists them); a table number is given where
+it is unambiguous.
 Keys use our registry names (models/, generators/, datasets/).
 
 Example:
@@ -17,7 +18,7 @@ from typing import Dict, Optional, Tuple
 
 MeanStd = Tuple[float, float]
 
-# Clean accuracy CA of the 8-bit base models with full QAT (SPEC §4). ImageNet-10 uses the Py variants.
+# Clean accuracy CA of the 8-bit base models with full QAT (docs/DESIGN.md §4). ImageNet-10 uses the Py variants.
 CLEAN_ACC: Dict[str, Dict[str, float]] = {
     "cifar10": {"resnet18": 92.6, "resnet50": 92.6, "vgg11": 88.4, "vgg16": 90.3, "vgg19": 90.5},
     "gtsrb": {"resnet18": 95.5, "resnet50": 95.0, "vgg11": 91.9, "vgg16": 95.2, "vgg19": 95.5},
@@ -26,7 +27,7 @@ CLEAN_ACC: Dict[str, Dict[str, float]] = {
                     "vgg19Py": 92.4},
 }
 
-# Perturbed accuracy PA without NeuralFuse, keyed (dataset, BER) (SPEC §11): the paper's CIFAR-10
+# Perturbed accuracy PA without NeuralFuse, keyed (dataset, BER) (docs/DESIGN.md §11): the paper's CIFAR-10
 # base-model table at 1% and 0.5% BER, and the GTSRB ResNet18 row at 1%.
 PA_WITHOUT_NF: Dict[Tuple[str, float], Dict[str, MeanStd]] = {
     ("cifar10", 0.01): {"resnet18": (38.9, 12.4), "resnet50": (26.1, 9.4), "vgg11": (42.2, 11.6),
@@ -36,7 +37,7 @@ PA_WITHOUT_NF: Dict[Tuple[str, float], Dict[str, MeanStd]] = {
     ("gtsrb", 0.01): {"resnet18": (36.9, 16.0)},
 }
 
-# With NeuralFuse: CA(NF) and PA(NF) (mean, std), keyed (dataset, arch, BER) -> generator (SPEC §11):
+# With NeuralFuse: CA(NF) and PA(NF) (mean, std), keyed (dataset, arch, BER) -> generator (docs/DESIGN.md §11):
 # the paper's CIFAR-10 ResNet18 rows for all six generators, its CIFAR-10 VGG19 rows, and GTSRB ResNet18.
 WITH_NF: Dict[Tuple[str, str, float], Dict[str, Tuple[float, MeanStd]]] = {
     ("cifar10", "resnet18", 0.01): {
@@ -49,12 +50,12 @@ WITH_NF: Dict[Tuple[str, str, float], Dict[str, Tuple[float, MeanStd]]] = {
     ("gtsrb", "resnet18", 0.01): {"ConvL": (95.7, (91.1, 4.7)), "UNetL": (96.2, (93.8, 1.0))},
 }
 
-# λ ablation: PA(NF) mean of ResNet18 + ConvL on CIFAR-10 at 1% BER for each λ (SPEC §11; default λ 5).
+# λ ablation: PA(NF) mean of ResNet18 + ConvL on CIFAR-10 at 1% BER for each λ (docs/DESIGN.md §11; default λ 5).
 LAMBDA_ABLATION: Dict[float, float] = {10.0: 88.0, 5.0: 87.8, 1.0: 84.2, 0.1: 65.7, 0.01: 43.6}
 LAMBDA_ABLATION_SETTING = ("cifar10", "resnet18", "ConvL", 0.01)
 DEFAULT_LAMBDA = 5.0
 
-# Energy saving ES (%) at 1% BER, Eq. 6 (TWMA-based), paper Table 2 (SPEC §10); CIFAR-10, 32 px.
+# Energy saving ES (%) at 1% BER, Eq. 6 (TWMA-based), paper Table 2 (docs/DESIGN.md §10); CIFAR-10, 32 px.
 ENERGY_SAVING: Dict[str, Dict[str, float]] = {
     "resnet18": {"ConvL": 19.0, "ConvS": 29.1, "DeConvL": 21.2, "DeConvS": 27.5, "UNetL": 24.0, "UNetS": 28.9},
     "resnet50": {"ConvL": 25.4, "ConvS": 29.9, "DeConvL": 26.4, "DeConvS": 29.2, "UNetL": 27.7, "UNetS": 29.9},
@@ -66,6 +67,8 @@ ENERGY_SAVING: Dict[str, Dict[str, float]] = {
 ENERGY_SAVING_BER = 0.01        # Table 2's operating point (supply ≈ 0.83·Vmin)
 PAPER_FAULT_MODEL = "official"   # the released code's fault model produced every number above
 PAPER_SEEDS = 10                 # perturbed models per reported mean ± std
+PAPER_BITS = 8                   # weight precision of every reported model (also what results without
+                                 # a recorded precision, written before --bits existed, used)
 
 
 def _ber_key(ber: Optional[float], table) -> Optional[float]:

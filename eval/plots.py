@@ -1,4 +1,4 @@
-"""Figures for a run folder: accuracy vs BER (results.json's sweep, SPEC §8) and training curves.
+"""Figures for a run folder: accuracy vs BER (results.json's sweep, docs/DESIGN.md §8) and training curves.
 
 Rendered with matplotlib's Agg canvas on a standalone Figure (no pyplot state, never a window), and
 written atomically next to the inputs: `sweep.png` and `curves.png`.
@@ -54,7 +54,8 @@ def plot_sweep(run_dir: os.PathLike) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run transform_eval (testing_mode generator_base) first")
     res = json.loads(path.read_text())
-    rows = sorted((r for r in res.get("sweep", []) if r.get("split", "test") == "test"), key=lambda r: r["ber"])
+    rows = sorted((r for r in res.get("sweep", []) if r.get("split", "test") == "test" and r.get("ber") is not None),
+                  key=lambda r: r["ber"])
     if not rows:
         raise ValueError(f"{path} has no test-split BER sweep (a testing_mode 'clean' result?)")
     ber = np.array([r["ber"] for r in rows]) * 100               # (n_ber,) percent

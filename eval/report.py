@@ -1,7 +1,8 @@
-"""`report` mode: run folders' results.json → one markdown table laid out like the paper's (SPEC §8, §11).
+"""`report` mode: run folders' results.json → one markdown table laid out like the paper's
+(docs/DESIGN.md §8, §11).
 
 One row per (run, split, BER): base model × generator, dataset, fault model, BER, CA, PA (mean ± std),
-CA(NF), PA(NF) (mean ± std), RP, seeds, test images and the energy saving ES of SPEC §10 (eval.energy,
+CA(NF), PA(NF) (mean ± std), RP, seeds, test images and the energy saving ES of docs/DESIGN.md §10 (eval.energy,
 when it covers the setting). Under each test row whose setting the paper reports (same base model,
 dataset and generator, BER 1% or 0.5%, official 8-bit faults at any bit), a "↳ paper" row repeats the
 paper's numbers (eval.paper) for comparison.
@@ -18,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from eval.paper import PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
+from common.cli import OneLineParser
+from common.registry import UnknownName
+from eval.paper import PAPER_BITS, PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
 
 DASH = "–"
 PAPER_LABEL = "↳ paper"
@@ -32,13 +35,8 @@ class ReportError(Exception):
     """A bad report argument: printed as one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="zs_main.py report", description="Tabulate run folders' results.json as markdown, "
+    p = OneLineParser(prog="zs_main.py report", description="Tabulate run folders' results.json as markdown, "
                 "beside the paper's numbers where the setting matches.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="a run folder holding results.json, or a folder of such run folders")
@@ -77,7 +75,7 @@ def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
     fault = s.get("fault") or {}
     common = {"run": run_dir.name, "arch": s.get("arch"), "generator": s.get("generator"),
               "dataset": s.get("dataset"), "fault_model": s.get("fault_model", fault.get("model")),
-              "position": fault.get("position", -1), "bits": fault.get("bits", 8), "lam": s.get("lam"),
+              "position": fault.get("position", -1), "bits": fault.get("bits", PAPER_BITS), "lam": s.get("lam"),
               "trained_on": s.get("generator_trained_on")}
     entries = res.get("sweep") or [res]
     rows = []
@@ -94,7 +92,7 @@ def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
 
 def paper_row(row: Dict) -> Optional[Dict]:
     """The paper's numbers for `row`'s setting, shaped like a row, or None when it reports none."""
-    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != 8:
+    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != PAPER_BITS:
         return None
     if row["trained_on"] and row["trained_on"] != f"{row['arch']}/{row['dataset']}":
         return None                     # a transferred generator: the paper's tables here don't cover it
@@ -109,21 +107,19 @@ def paper_row(row: Dict) -> Optional[Dict]:
             "es_twma": p.get("ES"), "es_mac": None}
 
 
-def energy_saving(row: Dict, cache: Dict) -> Tuple[Optional[float], Optional[float]]:
-    """(ES from TWMA, ES from MACs) in % from eval.energy, or (None, None) where it has no answer."""
+def row_energy_saving(row: Dict, cache: Dict) -> Tuple[Optional[float], Optional[float]]:
+    """(ES from TWMA, ES from MACs) in % that eval.energy gives `row`'s setting, or (None, None) where it
+    has no answer (no generator, a clean row, or a name / BER outside its registries and range)."""
     if row["generator"] is None or row["ber"] is None:
         return None, None
     key = (row["arch"], row["generator"], row["dataset"], row["ber"])
     if key not in cache:
-        cache[key] = (None, None)
+        from eval.energy import energy_rows
         try:
-            from eval.energy import energy_rows
-            found = energy_rows(row["arch"], [row["generator"]], dataset=row["dataset"], ber=row["ber"])
-            mine = [r for r in found if r.get("generator", row["generator"]) == row["generator"]]
-            if mine:
-                cache[key] = (mine[0].get("es_twma"), mine[0].get("es_mac"))
-        except Exception:  # eval.energy missing, or the setting unsupported (e.g. 224 px): show "–"
-            pass
+            found = energy_rows(row["arch"], [row["generator"]], dataset=row["dataset"], ber=row["ber"])[0]
+            cache[key] = (found["es_twma"], found["es_mac"])
+        except (UnknownName, ValueError):   # a name no registry knows, or a BER outside (0, 1): show "–"
+            cache[key] = (None, None)
     return cache[key]
 
 
@@ -165,7 +161,7 @@ def build_report(run_dirs: Sequence[str], energy: bool = True) -> str:
     for run_dir in find_runs(run_dirs):
         for row in run_rows(run_dir, load_results(run_dir)):
             if energy:
-                row["es_twma"], row["es_mac"] = energy_saving(row, cache)
+                row["es_twma"], row["es_mac"] = row_energy_saving(row, cache)
             rows.append(row)
             paper = paper_row(row)
             if paper is not None:

@@ -1,8 +1,8 @@
-"""NeuralFuse generator zoo (SPEC §6): `get_generator(name)` and `list_generators()`.
+"""NeuralFuse generator zoo (docs/DESIGN.md §6): `get_generator(name)` and `list_generators()`.
 
 A generator module computes F(x) = clamp(x + G(x), -1, 1) on inputs in [-1, 1] (paper Eq. 1); the
 raw residual G is `module.G` (also `module.residual(x)`). Every Conv2d / ConvTranspose2d of G is
-8-bit fake-quantized like the base models (SPEC §4) and is never touched by the fault models.
+8-bit fake-quantized like the base models (docs/DESIGN.md §4) and is never touched by the fault models.
 
 Families are code, variants are data: `generators/conv.py` builds ConvL/ConvS/DeConvL/DeConvS from
 layer lists, `generators/unet.py` builds UNetL/UNetS from a width tuple.
@@ -14,6 +14,8 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Any, Mapping, Tuple
+
 import torch
 import torch.nn as nn
 
@@ -24,7 +26,7 @@ GENERATORS = Registry("generator")
 
 
 class NeuralFuse(nn.Module):
-    """Wraps a residual network G: forward(x) = clamp(x + G(x), -1, 1) (SPEC §6)."""
+    """Wraps a residual network G: forward(x) = clamp(x + G(x), -1, 1) (docs/DESIGN.md §6)."""
 
     def __init__(self, G: nn.Module):
         super().__init__()
@@ -49,8 +51,26 @@ def get_generator(name: str, bits: int = DEFAULT_BITS, **options) -> NeuralFuse:
     return quantize_(NeuralFuse(GENERATORS.get(name)(**options)), bits)
 
 
-def list_generators() -> list:
-    return GENERATORS.names()
+def list_generators(**where) -> list:
+    """Registered names; keyword filters on the metadata, e.g. list_generators(family='unet')."""
+    return GENERATORS.names(**where)
 
 
-__all__ = ["get_generator", "list_generators", "GENERATORS", "NeuralFuse"]
+def generator_info(name: str) -> Mapping[str, Any]:
+    """Registry metadata of `name`: family ('conv' / 'deconv' / 'unet'), bounded_residual (G(x) ends in
+    tanh), options (builder keywords it accepts)."""
+    return GENERATORS.meta(name)
+
+
+def load_generator(path: str, device: torch.device) -> Tuple[NeuralFuse, dict]:
+    """The frozen generator of checkpoint `path` (rebuilt from its own 'generator' and 'bits' fields)
+    and the checkpoint dict. Checkpoints without 'bits' are DEFAULT_BITS."""
+    from common.ckpt import load_checkpoint
+    ckpt = load_checkpoint(path, kind="generator")
+    gen = get_generator(ckpt["generator"], bits=ckpt.get("bits", DEFAULT_BITS))
+    gen.load_state_dict(ckpt["state_dict"])
+    return gen.to(device).eval().requires_grad_(False), ckpt
+
+
+__all__ = ["get_generator", "list_generators", "generator_info", "load_generator", "GENERATORS",
+           "NeuralFuse"]

@@ -1,4 +1,4 @@
-"""Convolution-based and deconvolution-based NeuralFuse generators (SPEC §6; paper App. B).
+"""Convolution-based and deconvolution-based NeuralFuse generators (docs/DESIGN.md §6; paper App. B).
 
 Both families are plain encoder-decoder stacks, so one builder reads a layer list:
     int n   CBR to n channels: Conv 3x3 s1 p1 (bias) -> BatchNorm -> ReLU
@@ -24,7 +24,7 @@ from generators import GENERATORS
 
 Token = Union[int, str]
 
-# Layer lists, read left to right (SPEC §6). The DeConv encoders are the Conv encoders.
+# Layer lists, read left to right (docs/DESIGN.md §6). The DeConv encoders are the Conv encoders.
 CONV_L = (32, 32, "M", 64, 64, "M", 128, 128, "M",
           128, "U", 128, 64, "U", 64, 32, "U", 32)
 CONV_S = (32, "M", 64, "M", 64, "M",
@@ -85,7 +85,9 @@ VARIANTS = {"ConvL": (CONV_L, "conv"), "ConvS": (CONV_S, "conv"),
 
 
 def _register(name: str, layers, head: str) -> None:
-    GENERATORS.register(name)(lambda: EncoderDecoder(layers, head=head))
+    # the tanh head bounds the residual G(x) to [-1, 1]
+    GENERATORS.register(name, family=head, bounded_residual=True, options=())(
+        lambda: EncoderDecoder(layers, head=head))
 
 
 for _name, (_layers, _head) in VARIANTS.items():

@@ -1,4 +1,4 @@
-"""UNet-based NeuralFuse generators UNetL / UNetS (SPEC §6; paper App. B).
+"""UNet-based NeuralFuse generators UNetL / UNetS (docs/DESIGN.md §6; paper App. B).
 
     DoubleConv(a, b) = [Conv 3x3 p1 (no bias) -> BatchNorm -> ReLU] x 2
     inc    DC 3 -> w0
@@ -12,7 +12,7 @@ UNetL uses widths (16, 32, 64, 128), UNetS (8, 16, 32, 64).
 cropping one pixel off every border of the exact 2x result, and the zero-padding puts a 1-pixel zero
 frame around it. `up_padding=0` is the exact 2x up-convolution (2H pixels, nothing padded). Both
 variants have the same parameters; only the up-convolution MACs differ. The paper's MAC figures
-(Table 7) correspond to `up_padding=0`; with the default they come out about 4% lower (SPEC §10).
+(Table 7) correspond to `up_padding=0`; with the default they come out about 4% lower (docs/DESIGN.md §10).
 
 Example:
     from generators import get_generator
@@ -79,11 +79,15 @@ class UNet(nn.Module):
         return self.outc(x)  # (B, 3, H, W), unbounded (no tanh)
 
 
-@GENERATORS.register("UNetL")
+# no tanh: the UNet residual is unbounded; `up_padding` is the one builder option
+UNET_META = dict(family="unet", bounded_residual=False, options=("up_padding",))
+
+
+@GENERATORS.register("UNetL", **UNET_META)
 def unet_l(up_padding: int = RELEASED_UP_PADDING) -> UNet:
     return UNet(UNET_L, up_padding)
 
 
-@GENERATORS.register("UNetS")
+@GENERATORS.register("UNetS", **UNET_META)
 def unet_s(up_padding: int = RELEASED_UP_PADDING) -> UNet:
     return UNet(UNET_S, up_padding)

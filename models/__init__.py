@@ -1,10 +1,16 @@
-"""Quantized classifier zoo (SPEC §4): `get_model(name, num_classes)` and `list_models()`.
+"""Quantized classifier zoo (docs/DESIGN.md §4): `get_model(name, num_classes)` and `list_models()`.
+
+Registry metadata per architecture: `family` ('resnet' / 'vgg'), `style` ('cifar': 3x3 stem for
+32 px inputs; 'torchvision': the ImageNet definitions) and `input_size` (pixels per side it is meant for).
 
 Example:
-    from models import get_model
+    from models import get_model, list_models
     net = get_model("resnet18", num_classes=10)    # 8-bit QAT ResNet18 for 32 px inputs
+    list_models(input_size=224)                    # the torchvision-style ...Py variants
 """
 from __future__ import annotations
+
+from typing import Any, List, Mapping
 
 import torch.nn as nn
 
@@ -12,9 +18,12 @@ from common.registry import Registry
 from models.quant import DEFAULT_BITS, quant_layers, quantize_
 
 MODELS = Registry("architecture")
+CIFAR_INPUT = 32        # pixels per side of the CIFAR-style models' inputs (CIFAR, GTSRB)
+IMAGENET_INPUT = 224    # pixels per side of the torchvision-style models' inputs (ImageNet-10)
 
 # Importing the family modules registers their variants.
 from models import resnet, vgg, torchvision_style  # noqa: E402,F401
+from models.checkpoint import base_checkpoint_meta, load_base  # noqa: E402
 
 
 def get_model(name: str, num_classes: int, bits: int = DEFAULT_BITS) -> nn.Module:
@@ -22,8 +31,15 @@ def get_model(name: str, num_classes: int, bits: int = DEFAULT_BITS) -> nn.Modul
     return quantize_(MODELS.get(name)(num_classes=num_classes), bits)
 
 
-def list_models() -> list:
-    return MODELS.names()
+def list_models(**where: Any) -> List[str]:
+    """Registered names; keyword filters on the metadata, e.g. list_models(style='cifar')."""
+    return MODELS.names(**where)
 
 
-__all__ = ["get_model", "list_models", "quant_layers", "MODELS"]
+def model_info(name: str) -> Mapping[str, Any]:
+    """The registry metadata of `name` (family, style, input_size)."""
+    return MODELS.meta(name)
+
+
+__all__ = ["get_model", "list_models", "model_info", "quant_layers", "MODELS", "load_base",
+           "base_checkpoint_meta"]

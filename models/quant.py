@@ -1,11 +1,11 @@
-"""8-bit weight-only quantization-aware training (SPEC §4) and the int8 access the fault models use.
+"""8-bit weight-only quantization-aware training (docs/DESIGN.md §4) and the int8 access the fault models use.
 
 Every Conv2d / Linear / ConvTranspose2d of a model is switched in place to a quantized subclass
 (`quantize_`): the float weight stays the master copy; each forward uses q·Δ with
 Δ = max|W| / (2^(b-1) - 1), q = round_half_even(W / Δ) in [-(2^(b-1)-1), 2^(b-1)-1], and a
 straight-through estimator in the backward pass. Activations, biases and BatchNorm stay float.
 
-Bit errors (SPEC §5) are applied by handing a layer perturbed int8 weights with `set_fault(q')`;
+Bit errors (docs/DESIGN.md §5) are applied by handing a layer perturbed int8 weights with `set_fault(q')`;
 the forward then uses q'·Δ with the *clean* Δ (no clamp, -128 allowed). The float master weight is
 never modified, so clearing the fault (`set_fault(None)`) restores the clean model exactly.
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DEFAULT_BITS = 8  # SPEC §4: 8-bit symmetric signed per-tensor weights
+DEFAULT_BITS = 8  # docs/DESIGN.md §4: 8-bit symmetric signed per-tensor weights
 
 
 def qmax_for(bits: int) -> int:

@@ -1,4 +1,4 @@
-"""CIFAR-style ResNet18/50 (SPEC §4): 3x3 stride-1 stem without max-pool, for 32 px inputs.
+"""CIFAR-style ResNet18/50 (docs/DESIGN.md §4): 3x3 stride-1 stem without max-pool, for 32 px inputs.
 
 One `ResNet` class; the depths are data ((block, layers) per name). Inside the blocks each ReLU call
 site is its own nn.ReLU module, while the stem ReLU and the global average pool are functional: the
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import MODELS
+from models import CIFAR_INPUT, MODELS
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int) -> nn.Module:
@@ -99,7 +99,8 @@ _DEPTHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 
 
 
 def _register(name: str, block: Block, layers: List[int]) -> None:
-    MODELS.register(name)(lambda num_classes: ResNet(block, layers, num_classes))
+    MODELS.register(name, family="resnet", style="cifar", input_size=CIFAR_INPUT)(
+        lambda num_classes: ResNet(block, layers, num_classes))
 
 
 for _name, (_block, _layers) in _DEPTHS.items():

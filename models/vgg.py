@@ -1,4 +1,4 @@
-"""CIFAR-style VGG11/16/19 with BatchNorm (SPEC §4): configs A/D/E, global average pool, one Linear.
+"""CIFAR-style VGG11/16/19 with BatchNorm (docs/DESIGN.md §4): configs A/D/E, global average pool, one Linear.
 
 Example:
     from models import get_model
@@ -11,7 +11,7 @@ from typing import List, Union
 import torch
 import torch.nn as nn
 
-from models import MODELS
+from models import CIFAR_INPUT, MODELS
 
 # Channel counts per conv; "M" is a 2x2 max-pool (Simonyan & Zisserman configs A, D, E).
 CONFIGS = {
@@ -55,7 +55,8 @@ class VGG(nn.Module):
 
 
 def _register(name: str, cfg: List[Union[int, str]]) -> None:
-    MODELS.register(name)(lambda num_classes: VGG(cfg, num_classes))
+    MODELS.register(name, family="vgg", style="cifar", input_size=CIFAR_INPUT)(
+        lambda num_classes: VGG(cfg, num_classes))
 
 
 for _name, _cfg in CONFIGS.items():

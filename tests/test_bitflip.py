@@ -1,5 +1,5 @@
-"""Fault models (SPEC §5): invariants, measured rates within binomial tolerances, parity with the
-spec's `official` recipe, and perturbed models that restore exactly.
+"""Fault models (docs/DESIGN.md §5): invariants, measured rates within binomial tolerances, parity with the
+`official` recipe of docs/DESIGN.md §5, and perturbed models that restore exactly.
 
 Tolerances are Z_TOL standard deviations of the count under the model's own distribution.
 
@@ -174,7 +174,7 @@ def test_official_tiling(bits):
 
 
 def reference_official(q: np.ndarray, seed: int, ber: float, rows: int) -> np.ndarray:
-    """SPEC §5 written out with loops, for the first `rows` map rows (q holds rows·256 weights)."""
+    """docs/DESIGN.md §5 written out with loops, for the first `rows` map rows (q holds rows·256 weights)."""
     faulty = np.random.RandomState(seed).rand(8192, 128) < ber
     stuck = np.random.RandomState(seed + 1).rand(8192, 128)
     out = q.copy()

@@ -48,7 +48,6 @@ def test_train_writes_run_folder(chain):
     ckpt = load_checkpoint(run / "best.pt", kind="base")
     assert ckpt["arch"] == "vgg11" and ckpt["dataset"] == "cifar10" and ckpt["num_classes"] == 10
     assert ckpt["config"]["data"]["train_limit"] == 40
-    assert 0 <= rows[0]["test_acc"] <= 100
     assert not list(run.glob("*.tmp")), "no temporary files left behind"
 
 
@@ -57,9 +56,6 @@ def test_eopm_and_eval_results(chain):
     for run, n_seeds in ((chain / "gen", 3), (chain / "eval", 2)):
         res = json.loads((run / "results.json").read_text())
         assert keys <= set(res)
-        for k in keys - {"RP"}:
-            assert 0 <= res[k] <= 100, (k, res[k])
-        assert res["RP"] == pytest.approx(res["PA_NF_mean"] - res["PA_mean"])
         assert len(res["per_seed"]) == n_seeds
         assert res["settings"]["fault_model"] == "official" and res["settings"]["arch"] == "vgg11"
         assert (run / "results.csv").is_file() and (run / "sweep.csv").is_file()
@@ -68,7 +64,44 @@ def test_eopm_and_eval_results(chain):
     gck = load_checkpoint(chain / "gen" / "best.pt", kind="generator")
     assert gck["generator"] == "UNetS" and gck["arch"] == "vgg11" and gck["fault"]["ber"] == 0.01
     clean = json.loads((chain / "clean" / "results.json").read_text())
-    assert 0 <= clean["CA"] <= 100 and clean["settings"]["testing_mode"] == "clean"
+    assert clean["settings"]["testing_mode"] == "clean" and "PA_mean" not in clean
+    # one schema for both testing modes: the same top-level and settings keys
+    gen_eval = json.loads((chain / "eval" / "results.json").read_text())
+    assert set(clean) == {"CA", "per_seed", "settings", "sweep"}
+    assert set(clean["settings"]) == set(gen_eval["settings"])
+    assert clean["sweep"][0]["CA"] == clean["CA"] and clean["sweep"][0]["split"] == "test"
+
+
+def test_every_mode_writes_args_json_with_code_version(chain):
+    for run, mode in (("base", "train"), ("gen", "transform_eopm_gen"), ("eval", "transform_eval"),
+                      ("clean", "transform_eval")):
+        args = json.loads((chain / run / "args.json").read_text())
+        assert args["run"]["mode"] == mode and args["code_version"]
+        assert args["run"]["run_dir"] == str(chain / run)
+
+
+def test_eval_refuses_existing_folder_without_F(chain, cifar_root, capsys):
+    base = chain / "base" / "best.pt"
+    args = ["vgg11", "transform_eval", "cifar10", "-cp", base, "--testing-mode", "clean",
+            "--run-dir", chain / "clean", "--data-root", cifar_root, *TINY]
+    assert run_cli(*args) == 2
+    assert "-F" in capsys.readouterr().err
+    assert run_cli(*args, "-F") == 0
+
+
+def test_eval_default_folders_differ_by_setting():
+    def folder(*argv):
+        return zs_main.build_configs(zs_main.build_parser().parse_args(list(argv)))
+
+    gen = ["vgg11", "transform_eval", "cifar10", "--testing-mode", "generator_base"]
+    names = {folder(*gen).with_run_dir("ConvL").run.run_dir,
+             folder(*gen).with_run_dir("UNetS").run.run_dir,
+             folder(*gen, "-ber", "0.005").with_run_dir("ConvL").run.run_dir,
+             folder(*gen, "--fault-model", "flip").with_run_dir("ConvL").run.run_dir,
+             folder("vgg11", "transform_eval", "cifar10", "--testing-mode", "clean").with_run_dir().run.run_dir,
+             folder("vgg11", "transform_eval", "gtsrb", "--testing-mode", "clean").with_run_dir().run.run_dir,
+             folder("vgg16", "transform_eval", "cifar10", "--testing-mode", "clean").with_run_dir().run.run_dir}
+    assert len(names) == 7
 
 
 def test_refuses_overwrite_then_resumes(chain, cifar_root, capsys):
@@ -102,6 +135,8 @@ def test_precision_mismatch_is_a_user_error(chain, cifar_root, capsys):
     (["resnet18", "train", "cifar10", "-G", "Big"], "Big"),
     (["resnet18", "train", "cifar10", "-pos", "9"], "-pos 9"),
     (["resnet18", "transform_eval", "cifar10"], "-cp"),
+    (["resnet18", "train", "cifar10", "-G", "all"], "-G all"),
+    (["resnet18", "transform_eopm_gen", "cifar10", "-G", "all"], "energy"),
 ])
 def test_bad_input_one_line_exit_2(argv, needle, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "zs_main.py"), *argv, "--run-dir", str(tmp_path / "r"),

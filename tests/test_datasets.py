@@ -1,4 +1,4 @@
-"""Data zoo tests (SPEC §3): each test writes a tiny copy of the real on-disk format under tmp_path."""
+"""Data zoo tests (docs/DESIGN.md §3): each test writes a tiny copy of the real on-disk format under tmp_path."""
 from __future__ import annotations
 
 import csv

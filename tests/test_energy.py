@@ -1,11 +1,11 @@
-"""Energy model (eval/energy.py, SPEC §10): TWMA against the paper's Table 6, ES against Table 2, the
+"""Energy model (eval/energy.py, docs/DESIGN.md §10): TWMA against the paper's Table 6, ES against Table 2, the
 operating points, and the `energy` CLI mode."""
 import json
 
 import pytest
 import torch.nn as nn
 
-from common.macs import layer_stats
+from eval.macs import layer_stats
 from common.registry import UnknownName
 from eval.energy import (PAPER_SAVING, energy_rows, energy_saving, model_costs, operating_point, twma,
                          weight_reads)

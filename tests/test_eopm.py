@@ -1,4 +1,4 @@
-"""EOPM (SPEC §7): the once-per-batch gradient equals the released formulation, training is
+"""EOPM (docs/DESIGN.md §7): the once-per-batch gradient equals the released formulation, training is
 deterministic for a seed, and on a small checkable task it recovers accuracy under bit errors."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generator zoo (SPEC §6): every registered generator builds, has the exact parameter count, maps
+"""Generator zoo (docs/DESIGN.md §6): every registered generator builds, has the exact parameter count, maps
 [-1, 1] images to [-1, 1] images of the same shape, passes gradients to every parameter, and is
 8-bit quantized. Parametrised over the registry, so a new generator is tested automatically."""
 import pytest
@@ -6,11 +6,11 @@ import torch
 import torch.nn as nn
 
 from common.registry import UnknownName
-from generators import get_generator, list_generators
+from generators import generator_info, get_generator, list_generators
 from models.quant import QuantMixin, quant_layers
 
 PARAMS = {"ConvL": 723_273, "ConvS": 113_187, "DeConvL": 647_785, "DeConvS": 156_777,
-          "UNetL": 482_771, "UNetS": 121_195}  # SPEC §6 (paper Table 7)
+          "UNetL": 482_771, "UNetS": 121_195}  # docs/DESIGN.md §6 (paper Table 7)
 
 
 def _images(b: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -31,6 +31,7 @@ def test_unknown_name_lists_choices():
 
 @pytest.mark.parametrize("name", list_generators())
 def test_parameter_count_exact(name):
+    assert name in PARAMS, f"add the exact parameter count of the new generator {name!r} to PARAMS"
     gen = get_generator(name)
     assert sum(p.numel() for p in gen.parameters()) == PARAMS[name]
     assert sum(p.numel() for p in gen.G.parameters()) == PARAMS[name]
@@ -71,11 +72,11 @@ def test_eval_batch_one_is_clamped_residual(name):
         y, r = gen(x), gen.residual(x)
     assert r.shape == x.shape
     torch.testing.assert_close(y, torch.clamp(x + r, -1, 1))
-    if not name.startswith("UNet"):  # Conv/DeConv residuals end in tanh; the UNet's is unbounded
+    if generator_info(name)["bounded_residual"]:  # Conv/DeConv residuals end in tanh; the UNet's is unbounded
         assert r.abs().max() <= 1
 
 
-@pytest.mark.parametrize("name", ["UNetL", "UNetS"])
+@pytest.mark.parametrize("name", list_generators(family="unet"))
 def test_unet_up_padding_variants(name):
     """Released code: padding 1 -> 2H-2 up-conv pixels, zero-padded back; padding 0: exact 2H."""
     x = _images(1, 32)

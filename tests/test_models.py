@@ -1,27 +1,39 @@
-"""Model zoo (SPEC §4) and the quantization mechanism, parametrised over the registry."""
+"""Model zoo (docs/DESIGN.md §4) and the quantization mechanism, parametrised over the registry."""
 import pytest
 import torch
 
-from models import get_model, list_models
+from models import get_model, list_models, model_info
 from models.quant import QUANT_TYPES, fake_quant, quant_layers, quantize_int, qmax_for
 
-PY_PARAMS = {"resnet18Py": 11_181_642, "resnet50Py": 23_528_522, "vgg11Py": 128_812_810,
-             "vgg16Py": 134_309_962, "vgg19Py": 139_622_218, "resnet18": 11_173_962}
+# Exact parameter counts at 10 classes. torchvision-style: torchvision's own definitions (docs/DESIGN.md
+# §4). CIFAR-style: counted by hand from the architecture in docs/DESIGN.md §4 (conv weights, conv
+# biases for VGG, BN weight+bias, the final Linear), e.g. VGG11 = 9,225,984 conv/BN + 5,130 Linear.
+PARAMS = {"resnet18": 11_173_962, "resnet50": 23_520_842, "vgg11": 9_231_114, "vgg16": 14_728_266,
+          "vgg19": 20_040_522, "resnet18Py": 11_181_642, "resnet50Py": 23_528_522, "vgg11Py": 128_812_810,
+          "vgg16Py": 134_309_962, "vgg19Py": 139_622_218}
 
 
 def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
-@pytest.mark.parametrize("name", sorted(PY_PARAMS))
+@pytest.mark.parametrize("name", list_models())
 def test_param_counts(name):
+    assert name in PARAMS, f"add the exact parameter count of the new model {name!r} to PARAMS"
     with torch.device("meta"):                      # no allocation or init: counts only
         m = get_model(name, 10)
-    assert n_params(m) == PY_PARAMS[name]
+    assert n_params(m) == PARAMS[name]
 
 
-CIFAR_STYLE = [n for n in list_models() if not n.endswith("Py")]
-TV_STYLE = [n for n in list_models() if n.endswith("Py")]
+def test_registry_metadata():
+    for name in list_models():
+        info = model_info(name)
+        assert info["family"] in ("resnet", "vgg") and info["style"] in ("cifar", "torchvision")
+        assert info["input_size"] == {"cifar": 32, "torchvision": 224}[info["style"]]
+
+
+CIFAR_STYLE = list_models(style="cifar")
+TV_STYLE = list_models(style="torchvision")
 # The torchvision-style VGGs hold ~130M parameters each: build them once (10 classes) to keep CI fast;
 # class counts are checked on the CIFAR-style zoo and resnet18Py.
 CASES = [(n, c) for n in CIFAR_STYLE + ["resnet18Py"] for c in (10, 43, 100)] + \
@@ -91,3 +103,23 @@ def test_fault_weights_use_clean_delta_and_restore():
     assert torch.equal(m(x), clean)
     with pytest.raises(ValueError, match="int8"):
         layer.set_fault(q.float())
+
+
+def test_load_base_rebuilds_from_checkpoint_fields(tmp_path):
+    from common.ckpt import CheckpointError, save_checkpoint
+    from common.runs import UsageError
+    from models import base_checkpoint_meta, load_base
+    net = get_model("vgg11", 43)
+    meta = base_checkpoint_meta("vgg11", "gtsrb", 43, 8)
+    old = {k: v for k, v in meta.items() if k != "bits"}          # written before --bits existed
+    save_checkpoint({**old, "state_dict": net.state_dict()}, tmp_path / "old.pt")
+    loaded = load_base(tmp_path / "old.pt", "vgg11", "gtsrb", 8, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    with pytest.raises(UsageError, match="vgg16"):
+        load_base(tmp_path / "old.pt", "vgg16", "gtsrb", 8, torch.device("cpu"))
+    with pytest.raises(UsageError, match="8-bit"):
+        load_base(tmp_path / "old.pt", "vgg11", "gtsrb", 4, torch.device("cpu"))
+    save_checkpoint({**{k: v for k, v in old.items() if k != "num_classes"}, "state_dict": {}}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="num_classes"):
+        load_base(tmp_path / "x.pt", "vgg11", "gtsrb", 8, torch.device("cpu"))

@@ -1,4 +1,4 @@
-"""`transform_eopm_gen` mode: train a NeuralFuse generator with EOPM (SPEC §7, paper Eq. 3-5).
+"""`transform_eopm_gen` mode: train a NeuralFuse generator with EOPM (paper Eq. 3-5; docs/DESIGN.md §7).
 
 Loss per batch, with M0 the clean quantized base model and M_k (k = 1..N) copies carrying the bit
 errors of fresh training fault seeds:
@@ -25,15 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from bitflip import FaultConfig, perturbed
-from common.ckpt import code_version, load_checkpoint
-from common.data import cache_batches, make_loader
+from common.ckpt import load_checkpoint
 from common.dist import init_distributed, shutdown
-from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
+from common.runs import resolve_device, start_run
+from config import TEST_LOADER_SEED, Configs
+from datasets import cache_batches, make_loader
+from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
-from eval.neuralfuse import evaluate_run, evaluate_seeds, load_base
 from generators import get_generator
+from models import load_base
 from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
-from train.qat import configs_dict
 
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -58,34 +59,33 @@ def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: t
             "pert_acc": 100 * pert_acc}
 
 
-def generator_meta(cfgs) -> dict:
+def generator_meta(cfgs: Configs) -> dict:
     """The fields that make a generator checkpoint self-describing."""
     return {"kind": "generator", "generator": cfgs.eopm.generator, "arch": cfgs.run.arch,
-            "dataset": cfgs.data.dataset, "bits": cfgs.run.bits, "fault": asdict(cfgs.fault),
+            "dataset": cfgs.data.dataset, "bits": cfgs.bits, "fault": asdict(cfgs.fault),
             "base_checkpoint": cfgs.run.checkpoint}
 
 
-def run(cfgs) -> int:
+def run(cfgs: Configs) -> int:
+    cfgs = cfgs.with_run_dir()
     run_cfg, data_cfg, ecfg, fault = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
-    base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, device, run_cfg.bits)
-    run_dir = prepare_run_dir(run_cfg.run_dir, run_cfg.force, run_cfg.resume) if dist_info.is_main else None
-    seed_everything(run_cfg.seed)
+    base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
+    run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
-    gen = get_generator(ecfg.generator, bits=run_cfg.bits).to(device)
+    gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
     start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(gen, device, dist_info)
 
     train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
-    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=0, device=device)) \
+    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device)) \
         if dist_info.is_main else []
     if dist_info.is_main:
         print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
               f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
-        write_json(run_dir / "args.json", {"code_version": code_version(), **configs_dict(cfgs)})
     lo, hi = ecfg.train_seeds
     seed_rng = None
 
@@ -113,7 +113,7 @@ def run(cfgs) -> int:
     def make_checkpoint(epoch, metrics, best_value):
         return {**generator_meta(cfgs), "state_dict": gen.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "epoch": epoch, "best": best_value, "metrics": metrics,
-                "config": configs_dict(cfgs)}
+                "config": cfgs.to_dict()}
 
     try:
         best, _ = fit(run_dir, ecfg.epochs, start_epoch, best, one_epoch, validate, "val_PA_NF",

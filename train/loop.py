@@ -19,6 +19,7 @@ import torch
 from common.ckpt import load_checkpoint, save_checkpoint
 from common.dist import DistInfo, all_reduce_sum
 from common.runs import append_jsonl, progress
+from config import DATA_ORDER_SEED_STRIDE
 
 Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
 
@@ -43,7 +44,7 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device, dist_info: DistInfo)
 
 def reseed_epoch(loader, seed: int, epoch: int) -> None:
     """Data order depends only on (seed, epoch), so a resumed run sees the same batches."""
-    loader.generator.manual_seed(seed * 100003 + epoch)
+    loader.generator.manual_seed(seed * DATA_ORDER_SEED_STRIDE + epoch)
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
 

@@ -1,4 +1,4 @@
-"""`train` mode: quantization-aware training of the 8-bit base classifier (SPEC §4).
+"""`train` mode: quantization-aware training of the 8-bit base classifier (docs/DESIGN.md §4).
 
 SGD (momentum 0.9, lr -LR, no weight decay, no schedule) with cross-entropy on fake-quantized
 weights; test accuracy after every epoch; best/last checkpoints; resume with -rt.
@@ -8,59 +8,39 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 import torch.nn.functional as F
 
-from common.ckpt import code_version
-from common.data import cache_batches, make_loader
 from common.dist import init_distributed, shutdown
-from common.runs import prepare_run_dir, resolve_device, seed_everything, write_json
+from common.runs import resolve_device, start_run
+from config import TEST_LOADER_SEED, Configs
+from datasets import cache_batches, get_dataset_info, make_loader
 from eval.accuracy import accuracy
 from eval.plots import plot_curves
-from models import get_model
+from models import base_checkpoint_meta, get_model
 from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
 
 
-def configs_dict(cfgs) -> dict:
-    """The resolved configuration as plain data (stored in args.json and in every checkpoint)."""
-    return {k: asdict(getattr(cfgs, k)) for k in ("run", "data", "train", "eopm", "fault", "eval")}
-
-
-def build_base_model(arch: str, dataset: str, bits: int) -> torch.nn.Module:
-    from datasets import get_dataset_info
-    return get_model(arch, get_dataset_info(dataset).num_classes, bits)
-
-
-def base_checkpoint_meta(arch: str, dataset: str, bits: int) -> dict:
-    """The fields that make a base checkpoint self-describing (checked when it is loaded)."""
-    from datasets import get_dataset_info
-    return {"kind": "base", "arch": arch, "dataset": dataset, "bits": bits,
-            "num_classes": get_dataset_info(dataset).num_classes}
-
-
-def run(cfgs) -> int:
+def run(cfgs: Configs) -> int:
+    cfgs = cfgs.with_run_dir()
     run_cfg, data_cfg, tcfg = cfgs.run, cfgs.data, cfgs.train
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
-    run_dir = prepare_run_dir(run_cfg.run_dir, run_cfg.force, run_cfg.resume) if dist_info.is_main \
-        else None
-    seed_everything(run_cfg.seed)
+    run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
-    model = build_base_model(run_cfg.arch, data_cfg.dataset, run_cfg.bits).to(device)
+    num_classes = get_dataset_info(data_cfg.dataset).num_classes
+    model = get_model(run_cfg.arch, num_classes, cfgs.bits).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
     start_epoch, best = resume(run_cfg.run_dir, "base", model, opt) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(model, device, dist_info)
 
     train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
-    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=run_cfg.seed, device=device)) \
+    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device)) \
         if dist_info.is_main else []
     if dist_info.is_main:
         print(f"data: {len(train_loader.dataset)} train / {sum(len(y) for _, y in test_batches)} test images "
               f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
-        write_json(run_dir / "args.json", {"code_version": code_version(), **configs_dict(cfgs)})
 
     def step(x, y):
         logits = net(x)
@@ -80,9 +60,9 @@ def run(cfgs) -> int:
         return {"test_acc": m["acc"], "test_loss": m["loss"]}
 
     def make_checkpoint(epoch, metrics, best_acc):
-        return {**base_checkpoint_meta(run_cfg.arch, data_cfg.dataset, run_cfg.bits),
+        return {**base_checkpoint_meta(run_cfg.arch, data_cfg.dataset, num_classes, cfgs.bits),
                 "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                "best": best_acc, "metrics": metrics, "config": configs_dict(cfgs)}
+                "best": best_acc, "metrics": metrics, "config": cfgs.to_dict()}
 
     try:
         best, _ = fit(run_dir, tcfg.epochs, start_epoch, best, one_epoch, validate, "test_acc",

@@ -1,4 +1,4 @@
-"""DataLoaders built from a DataConfig: class-balanced subsets, seeded order, DDP sharding.
+"""DataLoaders built from a config.DataConfig: class-balanced subsets, seeded order, DDP sharding.
 
 Example:
     train_loader = make_loader(data_cfg, train=True, seed=0, device=torch.device("cpu"))
@@ -6,13 +6,15 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Tuple
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from common.dist import DistInfo
-from config import DataConfig
+
+if TYPE_CHECKING:                      # the loader only reads DataConfig's fields
+    from config import DataConfig
 
 
 def load_dataset(cfg: DataConfig, train: bool, augment=None):

@@ -1,4 +1,4 @@
-"""Parameter and MAC counts by forward hooks on the layers a model actually runs (SPEC §10, paper Table 7).
+"""Parameter and MAC counts by forward hooks on the layers a model actually runs (docs/DESIGN.md §10, paper Table 7).
 
 One forward pass at batch 1 records every call of every leaf module (`layer_stats`); the counts are
 sums over those records (`count_macs`), so base models and generators share one code path and an
@@ -15,10 +15,10 @@ Two MAC figures per layer call:
 A module called twice (e.g. a ReLU reused inside a residual block) is recorded and counted twice.
 
 Example:
-    from common.macs import count_macs
+    from eval.macs import count_macs
     from generators import get_generator
     count_macs(get_generator("ConvL"), (3, 32, 32))   # params 723,273; macs 80,495,616 (Table 7: 80.5M)
-    python -m common.macs --size 32                   # the table for every generator and base model
+    python -m eval.macs --size 32                   # the table for every generator and base model
 """
 from __future__ import annotations
 
@@ -147,23 +147,20 @@ def human(n: float) -> str:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> None:
-    """Print the param/MAC table of every generator (and base model): python -m common.macs --size 32"""
+    """Print the param/MAC table of every generator (and base model): python -m eval.macs --size 32"""
     import argparse
 
     ap = argparse.ArgumentParser(description=_main.__doc__)
     ap.add_argument("--size", type=int, default=32,
-                    help="input height = width in pixels; above 64 the base models are the ...Py ones")
+                    help="input height = width in pixels; base models meant for that size are listed")
     ap.add_argument("--classes", type=int, default=10, help="base-model classes")
     args = ap.parse_args(argv)
-    from generators import get_generator, list_generators
+    from generators import generator_info, get_generator, list_generators
+    from models import get_model, list_models
     rows: List[Tuple[str, nn.Module]] = [(n, get_generator(n)) for n in list_generators()]
-    rows += [(f"{n}(up_padding=0)", get_generator(n, up_padding=0)) for n in list_generators() if "UNet" in n]
-    try:
-        from models import get_model, list_models
-        rows += [(n, get_model(n, args.classes)) for n in list_models()
-                 if n.endswith("Py") == (args.size > 64)]
-    except ImportError as e:
-        print(f"(base models skipped: {e})")
+    rows += [(f"{n}(up_padding=0)", get_generator(n, up_padding=0)) for n in list_generators()
+             if "up_padding" in generator_info(n)["options"]]
+    rows += [(n, get_model(n, args.classes)) for n in list_models(input_size=args.size)]
     print(f"{'name':22s} {'params':>12s} {'macs':>14s} {'':>9s} {'conv_macs':>14s}")
     for name, net in rows:
         c = count_macs(net, (3, args.size, args.size), device="meta")

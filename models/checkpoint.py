@@ -1,0 +1,44 @@
+"""Base-model checkpoints: the fields that make them self-describing, and loading one back.
+
+A base checkpoint names its architecture, dataset, class count and weight precision, so the model is
+rebuilt from the checkpoint's own fields; the command line's ARCH / DATASET / --bits are checked
+against them and a mismatch is a one-line user error.
+
+Example:
+    ckpt = {**base_checkpoint_meta("vgg11", "cifar10", 10, 8), "state_dict": net.state_dict()}
+    model = load_base("run/best.pt", arch="vgg11", dataset="cifar10", bits=8, device=torch.device("cpu"))
+"""
+from __future__ import annotations
+
+import torch
+
+from common.ckpt import CheckpointError, load_checkpoint
+from common.runs import UsageError
+from models.quant import DEFAULT_BITS
+
+
+def base_checkpoint_meta(arch: str, dataset: str, num_classes: int, bits: int) -> dict:
+    """The fields that make a base checkpoint self-describing (checked when it is loaded)."""
+    return {"kind": "base", "arch": arch, "dataset": dataset, "bits": bits, "num_classes": num_classes}
+
+
+def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.device) -> torch.nn.Module:
+    """The frozen base model of checkpoint `path`, checked against ARCH, DATASET and --bits.
+
+    Checkpoints written before --bits existed hold no 'bits' entry: they are DEFAULT_BITS (8-bit).
+    """
+    from models import get_model
+    if not path:
+        raise UsageError("-cp is required: give the base-model checkpoint (a train run's best.pt)")
+    ckpt = load_checkpoint(path, kind="base")
+    if ckpt.get("arch") != arch or ckpt.get("dataset") != dataset:
+        raise UsageError(f"-cp {path} holds a {ckpt.get('arch')} trained on {ckpt.get('dataset')}, but the "
+                         f"command asks for {arch} on {dataset}")
+    ckpt_bits = ckpt.get("bits", DEFAULT_BITS)
+    if ckpt_bits != bits:
+        raise UsageError(f"-cp {path} holds a {ckpt_bits}-bit model, but --bits is {bits}")
+    if not isinstance(ckpt.get("num_classes"), int):
+        raise CheckpointError(f"{path} does not record its class count ('num_classes'); retrain it")
+    model = get_model(arch, ckpt["num_classes"], bits)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval().requires_grad_(False)
