@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from common.runs import UsageError
+
 PREFIX = "torchvision:"
 
 
-class ExternalModelError(ValueError):
+class ExternalModelError(UsageError):
     """A torchvision name, input size or weight file that does not fit (a user error: one line, exit 2)."""
 
 
@@ -118,5 +120,22 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str, ar
     model.load_state_dict(state)
 
 
-def list_external_examples() -> List[str]:
-    return [PREFIX + n for n in ("mobilenet_v3_small", "resnet18", "efficientnet_b0")]
+def dataset_shape(dataset: str) -> Tuple[int, int]:
+    """(classes, input pixels per side) of a dataset: what a torchvision model is built for."""
+    from datasets import get_dataset_info
+    info = get_dataset_info(dataset)
+    return info.num_classes, info.image_size
+
+
+def is_float_state_dict(path: str) -> bool:
+    """True when -cp is a plain float state_dict (quantized post-training), not our base checkpoint."""
+    return not read_state_dict(path)[1]
+
+
+def load_float_base(path: str, arch: str, dataset: str, bits: int, device: torch.device) -> nn.Module:
+    """torchvision:NAME from a float state_dict, quantized post-training to `bits`, frozen."""
+    from models.quant import quantize_
+    state, _ = read_state_dict(path)
+    model = build_torchvision(arch, *dataset_shape(dataset))
+    load_weights(model, state, path, arch)
+    return quantize_(model, bits).to(device).eval().requires_grad_(False)
