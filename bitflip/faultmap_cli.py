@@ -16,11 +16,7 @@ from typing import Sequence
 
 from bitflip.chipmap import ALL_VOLTAGES, FaultMapError, describe, export_official, resolve_maps
 from bitflip.faults import MAX_SEED
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
+from common.cli import OneLineParser
 
 
 def _ber(text: str) -> float:
@@ -34,8 +30,8 @@ def _ber(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="zs_main.py faultmap", description="Measured SRAM fault maps (fault model chipmap).")
-    sub = p.add_subparsers(dest="cmd", required=True, metavar="{export,info}", parser_class=_Parser)
+    p = OneLineParser(prog="zs_main.py faultmap", description="Measured SRAM fault maps (fault model chipmap).")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="{export,info}", parser_class=OneLineParser)
     e = sub.add_parser("export", help="write the official map of a seed as fmap_sa0/sa1_v_<V>.txt")
     e.add_argument("--seed", type=int, required=True, help="official fault seed (e.g. 50000)")
     e.add_argument("-ber", type=_ber, default=0.01, help="bit error rate of the map (default 0.01)")
