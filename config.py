@@ -112,7 +112,10 @@ class RunConfig:
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     resume: bool = opt(False, "resume the run in the run folder")
     force: bool = opt(False, "overwrite an existing run folder")
-    checkpoint: Optional[str] = opt(None, "base-model checkpoint (.pt) for transform_* modes")
+    checkpoint: Optional[str] = opt(None, "base-model checkpoint (.pt) for transform_* modes; for "
+                                    "torchvision:NAME also a plain float state_dict")
+    tensorboard: bool = opt(False, "train / transform_eopm_gen: also write every epoch's metrics for "
+                            "TensorBoard (RUN_DIR/tensorboard/; needs `pip install tensorboard`)")
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class Configs:
         return replace(self, run=replace(self.run, run_dir=self._default_run_dir(generator)))
 
     def _default_run_dir(self, generator: Optional[str]) -> str:
-        base = f"{RUNS_ROOT}/{self.run.arch}_{self.data.dataset}"
+        base = f"{RUNS_ROOT}/{self.run.arch.replace(':', '-')}_{self.data.dataset}"   # torchvision:NAME
         faults = f"ber{'-'.join(f'{b:g}' for b in self.eval.bers or (self.fault.ber,))}_{self.fault.model}"
         if self.fault.position != -1:
             faults += f"_pos{self.fault.position}"

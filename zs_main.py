@@ -24,7 +24,7 @@ from config import Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, Ru
 from datasets import DataMissingError, list_datasets
 from eval import energy_mode, neuralfuse, report
 from generators import list_generators
-from models import list_models
+from models import EXTERNAL_PREFIX, check_arch, list_models
 from train import eopm, qat
 
 # mode -> the function that runs it; each takes the Configs built below and returns an exit code.
@@ -76,13 +76,24 @@ def _seeds(text: str) -> tuple:
     return seeds
 
 
+def _arch(text: str) -> str:
+    """A zoo architecture or torchvision:NAME (any torchvision classification builder)."""
+    try:
+        return check_arch(text)
+    except (UnknownName, UsageError) as e:
+        raise argparse.ArgumentTypeError(f"{e} (or {EXTERNAL_PREFIX}NAME for a torchvision classifier)"
+                                         if not text.startswith(EXTERNAL_PREFIX) else str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every option's default and help come from a config dataclass field (config.py, bitflip.FaultConfig)."""
     p = OneLineParser(prog="zs_main.py", description="NeuralFuse: train, protect and evaluate 8-bit "
                       "classifiers under low-voltage SRAM bit errors.",
                       epilog="Reports: python zs_main.py report RUN_DIR [RUN_DIR ...] [--out FILE] collects "
-                             "results.json files into a markdown table beside the paper's numbers.")
-    p.add_argument("arch", metavar="ARCH", choices=list_models(), help=", ".join(list_models()))
+                             "results.json files into a markdown table beside the paper's numbers (--html: one "
+                             "page with the pictures). Fault maps: python zs_main.py faultmap export|info ...")
+    p.add_argument("arch", metavar="ARCH", type=_arch, help=", ".join(list_models()) + f", or {EXTERNAL_PREFIX}"
+                   "NAME (any torchvision classifier; -cp may then be a float state_dict)")
     p.add_argument("mode", metavar="MODE", choices=list(MODES), help=", ".join(MODES))
     p.add_argument("dataset", metavar="DATASET", choices=list_datasets(), help=", ".join(list_datasets()))
     g = p.add_argument_group("original flags")
@@ -111,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--train-limit", type=_positive, **from_field(DataConfig, "train_limit"))
     n.add_argument("--test-limit", type=_positive, **from_field(DataConfig, "test_limit"))
     n.add_argument("--fault-model", choices=list_fault_models(), **from_field(FaultConfig, "model"))
+    n.add_argument("--fault-map", action="append", default=None, metavar="DIR",
+                   help="chipmap: a chip folder (fmap_sa0_v_<V>.txt, fmap_sa1_v_<V>.txt), an .npz with sa0/sa1, "
+                        "or a folder of them; repeatable; each map is one evaluation / training 'seed'")
+    n.add_argument("--voltage", default=None, help="chipmap: which voltage's map of each chip folder "
+                   "(default: the only one)")
+    n.add_argument("--tensorboard", action="store_true", **from_field(RunConfig, "tensorboard"))
     n.add_argument("--bits", type=int, choices=range(2, 9), metavar="B", **from_field(FaultConfig, "bits"))
     n.add_argument("--eval-seeds", type=_seeds, **from_field(EvalConfig, "seeds", show="50000:50010"))
     n.add_argument("--eval-bers", type=_ber_list, **from_field(EvalConfig, "bers", show="-ber"))
@@ -132,27 +149,52 @@ def build_configs(args: argparse.Namespace) -> Configs:
     if args.pos < -1 or args.pos >= args.bits:
         raise UsageError(f"-pos {args.pos} is outside -1..{args.bits - 1} (-1 = any bit of a "
                          f"{args.bits}-bit weight)")
-    try:
-        fault = FaultConfig(model=args.fault_model, ber=args.ber, position=args.pos, bits=args.bits)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    fault, seeds = chipmap_configs(args)
     generators = tuple(list_generators()) if args.G == ALL_GENERATORS else (args.G,)
     return Configs(
         run=RunConfig(arch=args.arch, mode=args.mode, run_dir=args.run_dir, seed=args.seed, device=args.device,
-                      resume=args.rt, force=args.F, checkpoint=args.cp),
+                      resume=args.rt, force=args.F, checkpoint=args.cp, tensorboard=args.tensorboard),
         data=DataConfig(dataset=args.dataset, root=args.data_root, download=args.download,
                         train_limit=args.train_limit, test_limit=args.test_limit, batch_size=args.BS,
                         test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip),
         train=TrainConfig(epochs=args.E, lr=args.LR),
-        eopm=EOPMConfig(generator=generators[0], epochs=args.E, lr=args.LR, lam=args.LM, n_models=args.N),
+        eopm=EOPMConfig(generator=generators[0], epochs=args.E, lr=args.LR, lam=args.LM, n_models=args.N,
+                        **seeds.get("eopm", {})),
         fault=fault,
         eval=EvalConfig(testing_mode=args.testing_mode or field_default(EvalConfig, "testing_mode"),
-                        g_path=args.g_path or field_default(EvalConfig, "g_path"), seeds=tuple(args.eval_seeds),
+                        g_path=args.g_path or field_default(EvalConfig, "g_path"),
+                        seeds=seeds.get("eval", tuple(args.eval_seeds)),
                         bers=tuple(args.eval_bers), on_train=args.eval_train,
                         testing_mode_source="command line" if args.testing_mode else "config.py",
                         g_path_source="command line" if args.g_path else "config.py"),
         energy=EnergyConfig(generators=generators, json=args.json, saving=args.saving),
     )
+
+
+def chipmap_configs(args: argparse.Namespace):
+    """(FaultConfig, seed overrides). With chipmap the maps are the seeds: map i is evaluation seed i,
+    EOPM trains on all of them and monitors the first few; -ber is replaced by the measured BER."""
+    from bitflip.chipmap import FaultMapError, describe, measured_ber, resolve_maps
+    maps, seeds = (), {}
+    try:
+        if args.fault_map and args.fault_model == "chipmap":
+            if args.eval_bers:
+                raise UsageError("--eval-bers does not apply to chipmap: each map has its measured BER")
+            maps = resolve_maps(args.fault_map, args.voltage)
+            for i, source in enumerate(maps):
+                print(f"fault map {i}: {describe(source)}")
+            n = len(maps)
+            if tuple(args.eval_seeds) != field_default(EvalConfig, "seeds") and max(args.eval_seeds) >= n:
+                raise UsageError(f"--eval-seeds with chipmap are map indices 0..{n - 1}")
+            seeds = {"eval": tuple(range(n)) if tuple(args.eval_seeds) == field_default(EvalConfig, "seeds")
+                     else tuple(args.eval_seeds),
+                     "eopm": {"train_seeds": (0, n - 1),
+                              "monitor_seeds": tuple(range(min(n, len(config.MONITOR_FAULT_SEEDS))))}}
+        return FaultConfig(model=args.fault_model, ber=measured_ber(maps) if maps else args.ber,
+                           position=args.pos, bits=args.bits,
+                           maps=maps if args.fault_model == "chipmap" else tuple(args.fault_map or ())), seeds
+    except (ValueError, FaultMapError) as e:
+        raise UsageError(str(e)) from None
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -166,6 +208,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if argv[:1] == ["report"]:
             return report.main(argv[1:])
+        if argv[:1] == ["faultmap"]:
+            from bitflip.faultmap_cli import main as faultmap_main
+            return faultmap_main(argv[1:])
         args = build_parser().parse_args(argv)
         cfgs = build_configs(args)
         print(f"NeuralFuse {code_version()} | {args.arch} {args.mode} {args.dataset} | "

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List
 import numpy as np
 import torch
 
-from bitflip import FaultConfig, inject_cfg, list_fault_models, perturb, clear_faults
+from bitflip import FaultConfig, inject_cfg, rate_fault_models, perturb, clear_faults
 from models import get_model
 from models.quant import quant_layers
 
@@ -106,7 +106,7 @@ def main():
 
     cfg = FaultConfig("official", BER)
     fast = {"copy (clone int8 weights)": lambda s: [q.clone() for q in qs]}
-    for name in list_fault_models():
+    for name in rate_fault_models():
         fast[f"ours: {name}"] = lambda s, c=FaultConfig(name, BER): [inject_cfg(q, c, s, i)
                                                                       for i, q in enumerate(qs)]
     fast["ours: official, map cached"] = lambda s: [inject_cfg(q, cfg, CACHED_SEED, i)

@@ -7,8 +7,9 @@ Example:
         logits = model(x)
 """
 from bitflip.faults import (FAULT_MODELS, FaultConfig, inject, inject_cfg, list_fault_models,
-                            sign_extend)
+                            rate_fault_models, sign_extend)
 from bitflip.apply import clear_faults, perturb, perturbed
 
-__all__ = ["FAULT_MODELS", "FaultConfig", "inject", "inject_cfg", "list_fault_models", "sign_extend",
+__all__ = ["FAULT_MODELS", "FaultConfig", "inject", "inject_cfg", "list_fault_models", "rate_fault_models",
+           "sign_extend",
            "perturb", "perturbed", "clear_faults"]

@@ -2,8 +2,9 @@
 
 A fault model maps (flat int8 weights, config, seed, layer index) to new int8 weights. Three are
 registered, in this order: `official` (default; the released code's tiled stuck-at SRAM map,
-bit-exact), `stuckat` (stuck-at-0/1, an independent cell per bit) and `flip` (each bit XOR-ed with
-prob. ber). Bits are two's complement, bit 0 = LSB. With b < 8 precision bits the int8 holds a
+bit-exact), `stuckat` (stuck-at-0/1, an independent cell per bit), `flip` (each bit XOR-ed with
+prob. ber) and `chipmap` (measured stuck-at maps, tiled like `official`; bitflip/chipmap.py).
+Bits are two's complement, bit 0 = LSB. With b < 8 precision bits the int8 holds a
 sign-extended b-bit value: faults touch bits 0..b-1 only and the result is sign-extended again
 from bit b-1, so a fault on the b-bit sign bit changes the sign.
 
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Tuple
 
 import torch
 
+from bitflip.chipmap import apply_chipmap
 from bitflip.official import apply_official
 from bitflip.sampled import apply_flip, apply_stuckat
 from common.registry import Registry
@@ -42,6 +44,8 @@ class FaultConfig:
     position: int = field(default=-1, metadata={"help": "bit position 0..bits-1 to fault, -1 = any"})
     bits: int = field(default=DEFAULT_BITS, metadata={"help": "weight precision in bits, 2..8; faults "
                                                               "touch bits 0..bits-1"})
+    maps: Tuple[str, ...] = field(default=(), metadata={
+        "help": "chipmap only: measured map sources (--fault-map); the injector's seed i selects map i"})
 
     def __post_init__(self):
         if not isinstance(self.model, str) or self.model not in FAULT_MODELS:
@@ -56,29 +60,44 @@ class FaultConfig:
                 or not -1 <= self.position < self.bits):
             raise ValueError(f"position must be -1 (any bit) or 0..{self.bits - 1} for "
                              f"{self.bits}-bit weights, got {self.position!r}")
+        object.__setattr__(self, "maps", tuple(str(m) for m in self.maps))
+        if FAULT_MODELS.meta(self.model).get("measured", False) != bool(self.maps):
+            raise ValueError("--fault-model chipmap needs --fault-map (measured maps)" if self.maps == ()
+                             else f"--fault-map is only used with --fault-model chipmap, not {self.model!r}")
         object.__setattr__(self, "ber", float(self.ber))          # plain Python types: hashable, JSON-able
         object.__setattr__(self, "position", int(self.position))
         object.__setattr__(self, "bits", int(self.bits))
 
 
-@FAULT_MODELS.register("official")
+@FAULT_MODELS.register("official", measured=False)
 def _official(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     # Every layer restarts at map row 0, as in the released code: layer_index is not used.
     return apply_official(q, seed, cfg.ber, cfg.bits, cfg.position)
 
 
-@FAULT_MODELS.register("stuckat")
+@FAULT_MODELS.register("stuckat", measured=False)
 def _stuckat(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     return apply_stuckat(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
 
 
-@FAULT_MODELS.register("flip")
+@FAULT_MODELS.register("flip", measured=False)
 def _flip(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     return apply_flip(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
 
 
+@FAULT_MODELS.register("chipmap", measured=True)   # maps from files (FaultConfig.maps)
+def _chipmap(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
+    # Measured maps, tiled like `official` (every layer from row 0); the seed is the map index.
+    return apply_chipmap(q, cfg.maps, seed, cfg.bits, cfg.position)
+
+
 def list_fault_models() -> List[str]:
     return FAULT_MODELS.names()
+
+
+def rate_fault_models() -> List[str]:
+    """The fault models drawn from (ber, seed), i.e. all but the measured-map ones."""
+    return FAULT_MODELS.names(measured=False)
 
 
 def sign_extend(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -104,7 +123,7 @@ def inject_cfg(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int = 
     if int(layer_index) < 0:
         raise ValueError(f"layer_index must be >= 0, got {layer_index}")
     flat = q.reshape(-1).contiguous()                     # (n,) PyTorch contiguous order
-    if cfg.ber == 0:
+    if cfg.ber == 0 and not cfg.maps:                     # chipmap ignores ber: its maps say it
         return q.clone()
     out = FAULT_MODELS.get(cfg.model)(flat, cfg, int(seed), int(layer_index))
     return sign_extend(out, cfg.bits).view(q.shape)

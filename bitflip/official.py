@@ -17,6 +17,9 @@ The map is built once per (seed, ber, bits, position) and cached (LRU): in numpy
 expanded to one period of 8192·wpr² weights (2 MiB at 8 bits), so applying it to a layer is two
 contiguous elementwise ops (the period broadcast over whole multiples, then the remainder).
 
+The tiling (`pack_masks`, `tile_period`, `apply_period`) is shared with `chipmap` (bitflip/chipmap.py),
+which applies measured maps of any number of rows the same way.
+
 Example:
     q2 = apply_official(q.reshape(-1), seed=50000, ber=0.01)   # int8 (n,) -> int8 (n,)
 """
@@ -42,10 +45,9 @@ def words_per_row(bits: int) -> int:
     return MAP_COLS // bits
 
 
-@functools.lru_cache(maxsize=MAP_CACHE)
-def official_masks_np(seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
-                      ) -> Tuple[np.ndarray, np.ndarray]:
-    """(keep, s1): int8 (8192, wpr) masks; keep = NOT S0 (1 where a bit is not stuck at 0)."""
+def official_cells(seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """(sa0, sa1): bool (8192, 128) cell maps of seed s (stuck at 0 / stuck at 1; never both)."""
     wpr = words_per_row(bits)
     if position < 0:
         faulty = np.random.RandomState(seed).rand(MAP_ROWS, MAP_COLS) < ber            # (8192, 128)
@@ -54,14 +56,37 @@ def official_masks_np(seed: int, ber: float, bits: int = DEFAULT_BITS, position:
         faulty = np.zeros((MAP_ROWS, MAP_COLS), dtype=bool)
         faulty[:, position:wpr * bits:bits] = hit
     stuck1 = np.random.RandomState(seed + 1).rand(MAP_ROWS, MAP_COLS) < STUCK1_BELOW   # (8192, 128)
+    return faulty & ~stuck1, faulty & stuck1
 
-    def pack(cells: np.ndarray) -> np.ndarray:                      # (8192, 128) bool -> (8192, wpr)
-        per_weight = cells[:, :wpr * bits].reshape(MAP_ROWS, wpr, bits)
+
+def pack_masks(sa0: np.ndarray, sa1: np.ndarray, bits: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Cell maps (R, 128) bool -> (keep, s1) int8 (R, wpr): cell k*bits + j is bit j of weight column k.
+
+    keep = NOT S0 (1 where a bit is not stuck at 0). Cells past wpr*bits (128 % bits of them) hold no bit.
+    """
+    rows, wpr = sa0.shape[0], words_per_row(bits)
+
+    def pack(cells: np.ndarray) -> np.ndarray:                      # (R, 128) bool -> (R, wpr) uint8
+        per_weight = cells[:, :wpr * bits].reshape(rows, wpr, bits)
         return np.packbits(per_weight, axis=-1, bitorder="little")[..., 0]   # cell j -> bit j
 
-    s1 = pack(faulty & stuck1)
-    s0 = pack(faulty & ~stuck1)
-    return (~s0).view(np.int8), s1.view(np.int8)
+    return (~pack(sa0)).view(np.int8), pack(sa1).view(np.int8)
+
+
+@functools.lru_cache(maxsize=MAP_CACHE)
+def official_masks_np(seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """(keep, s1): int8 (8192, wpr) masks of seed s."""
+    return pack_masks(*official_cells(seed, ber, bits, position), bits)
+
+
+def tile_period(keep: np.ndarray, s1: np.ndarray, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(R, wpr) masks -> flat int8 (keep, s1) of one period of R·wpr² weights on `device`: weight i
+    reads row (i // wpr²) mod R, column i mod wpr (the released code's torch.tile layout)."""
+    rows, wpr = keep.shape
+    keep_t, s1_t = torch.from_numpy(keep).to(device), torch.from_numpy(s1).to(device)
+    return (keep_t[:, None, :].expand(rows, wpr, wpr).reshape(-1),   # (R, wpr) -> (R, wpr, wpr): a row
+            s1_t[:, None, :].expand(rows, wpr, wpr).reshape(-1))     # repeats wpr times
 
 
 @functools.lru_cache(maxsize=DEVICE_CACHE)
@@ -69,20 +94,15 @@ def official_period(seed: int, ber: float, bits: int, position: int, device: tor
                     ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(keep, s1) for weights 0 .. 8192·wpr² - 1 as flat int8 tensors on `device`; weight i uses entry
     i mod that period. Shared between calls: callers must not modify them."""
-    keep, s1 = (torch.from_numpy(m).to(device) for m in official_masks_np(seed, ber, bits, position))
-    wpr = keep.shape[1]                        # (8192, wpr) -> (8192, wpr, wpr): block row repeats wpr times
-    return (keep[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1),
-            s1[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1))
+    return tile_period(*official_masks_np(seed, ber, bits, position), device)
 
 
-def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
-                   ) -> torch.Tensor:
-    """q' = (q AND NOT S0) OR S1 with the tiled map, for a flat int8 tensor q (n,); q is not modified."""
-    keep, s1 = official_period(seed, ber, bits, position, q.device)
+def apply_period(q: torch.Tensor, keep: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+    """q' = (q AND keep) OR s1 for a flat int8 q (n,), the period (keep, s1) repeated over q."""
     period, n = keep.numel(), q.numel()
     reps, tail = divmod(n, period)
     out = torch.empty_like(q)
-    if reps:                                   # layers over 2M weights (8 bits) wrap to map row 0
+    if reps:                                   # layers longer than one period wrap to map row 0
         o = out[:reps * period].view(reps, period)
         torch.bitwise_and(q[:reps * period].view(reps, period), keep, out=o)
         o.bitwise_or_(s1)
@@ -90,3 +110,9 @@ def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = DEFAULT_B
     torch.bitwise_and(q[reps * period:], keep[:tail], out=o)
     o.bitwise_or_(s1[:tail])
     return out
+
+
+def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1
+                   ) -> torch.Tensor:
+    """q' = (q AND NOT S0) OR S1 with the tiled map, for a flat int8 tensor q (n,); q is not modified."""
+    return apply_period(q, *official_period(seed, ber, bits, position, q.device))

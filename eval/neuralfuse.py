@@ -24,10 +24,10 @@ from bitflip import FaultConfig, perturbed
 from common.runs import UsageError, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
-from eval.accuracy import accuracy
+from eval.accuracy import accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
 from generators import load_generator
-from models import load_base
+from models import is_external, load_base
 
 RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")
 
@@ -128,6 +128,9 @@ def run(cfgs: Configs) -> int:
     print(f"testing_mode = {ev.testing_mode!r} (from {ev.testing_mode_source})"
           + (f"; G_PATH = {ev.g_path!r} (from {ev.g_path_source})" if ev.testing_mode == "generator_base" else ""))
     base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, device)
+    if is_external(cfgs.run.arch):
+        print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, cache_batches(make_loader(
+            cfgs.data, train=False, seed=TEST_LOADER_SEED, device=device, shuffle=False)), device)
     settings = {"testing_mode": ev.testing_mode, "checkpoint": cfgs.run.checkpoint}
     gen = None
     if ev.testing_mode == "generator_base":

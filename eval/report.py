@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="a run folder holding results.json, or a folder of such run folders")
     p.add_argument("--out", default=None, help="also write the table to this file")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="also write one self-contained HTML page: the table, curves, sweep plot and samples")
     p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=True,
                    help="energy-saving columns from eval.energy (default on)")
     return p
@@ -185,4 +187,7 @@ def main(argv: Sequence[str]) -> int:
         from common.ckpt import atomic_write
         atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
         print(f"report written to {args.out}", file=sys.stderr)
+    if args.html:
+        from eval.html_report import write_html
+        print(f"HTML report written to {write_html(args.html, text, find_runs(args.run_dirs))}", file=sys.stderr)
     return 0

@@ -10,7 +10,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 import torch.nn as nn
 
@@ -24,11 +24,26 @@ IMAGENET_INPUT = 224    # pixels per side of the torchvision-style models' input
 # Importing the family modules registers their variants.
 from models import resnet, vgg, torchvision_style  # noqa: E402,F401
 from models.checkpoint import base_checkpoint_meta, load_base  # noqa: E402
+from models.external import PREFIX as EXTERNAL_PREFIX, build_torchvision, check_name, is_external  # noqa: E402
 
 
-def get_model(name: str, num_classes: int, bits: int = DEFAULT_BITS) -> nn.Module:
-    """Build architecture `name` with `num_classes` outputs, every Conv2d/Linear quantized to `bits`."""
+def get_model(name: str, num_classes: int, bits: int = DEFAULT_BITS, input_size: Optional[int] = None
+              ) -> nn.Module:
+    """Build architecture `name` with `num_classes` outputs, every Conv2d/Linear quantized to `bits`.
+
+    `name` may also be torchvision:NAME (models/external.py), built for `input_size` px inputs (default 224).
+    """
+    if is_external(name):
+        return quantize_(build_torchvision(name, num_classes, input_size or IMAGENET_INPUT), bits)
     return quantize_(MODELS.get(name)(num_classes=num_classes), bits)
+
+
+def check_arch(name: str) -> str:
+    """`name` if it is a registered architecture or torchvision:NAME; else UnknownName / ExternalModelError."""
+    if is_external(name):
+        return check_name(name)
+    MODELS.get(name)
+    return name
 
 
 def list_models(**where: Any) -> List[str]:
@@ -41,5 +56,5 @@ def model_info(name: str) -> Mapping[str, Any]:
     return MODELS.meta(name)
 
 
-__all__ = ["get_model", "list_models", "model_info", "quant_layers", "MODELS", "load_base",
-           "base_checkpoint_meta"]
+__all__ = ["get_model", "check_arch", "is_external", "EXTERNAL_PREFIX", "list_models", "model_info", "quant_layers", "MODELS",
+           "load_base", "base_checkpoint_meta"]

@@ -26,10 +26,14 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
     """The frozen base model of checkpoint `path`, checked against ARCH, DATASET and --bits.
 
     Checkpoints written before --bits existed hold no 'bits' entry: they are DEFAULT_BITS (8-bit).
+    For ARCH = torchvision:NAME, `path` may also be a plain float state_dict (models/external.py).
     """
     from models import get_model
+    from models.external import dataset_shape, is_external, is_float_state_dict, load_float_base
     if not path:
         raise UsageError("-cp is required: give the base-model checkpoint (a train run's best.pt)")
+    if is_external(arch) and is_float_state_dict(path):
+        return load_float_base(path, arch, dataset, bits, device)
     ckpt = load_checkpoint(path, kind="base")
     if ckpt.get("arch") != arch or ckpt.get("dataset") != dataset:
         raise UsageError(f"-cp {path} holds a {ckpt.get('arch')} trained on {ckpt.get('dataset')}, but the "
@@ -39,6 +43,6 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
         raise UsageError(f"-cp {path} holds a {ckpt_bits}-bit model, but --bits is {bits}")
     if not isinstance(ckpt.get("num_classes"), int):
         raise CheckpointError(f"{path} does not record its class count ('num_classes'); retrain it")
-    model = get_model(arch, ckpt["num_classes"], bits)
+    model = get_model(arch, ckpt["num_classes"], bits, input_size=dataset_shape(dataset)[1])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval().requires_grad_(False)

@@ -15,12 +15,12 @@ import torch
 import torch.nn as nn
 
 import bitflip
-from bitflip import FaultConfig, inject, inject_cfg, list_fault_models, perturbed
+from bitflip import FaultConfig, inject, inject_cfg, list_fault_models, perturbed, rate_fault_models
 from models.quant import quant_layers, quantize_
 
 Z_TOL = 5.0                                     # std of the count allowed for every rate check
 POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int64)
-ALL_MODELS = list_fault_models()
+ALL_MODELS = rate_fault_models()                # chipmap: tests/test_chipmap.py
 
 
 def random_q(n: int, seed: int = 0, lo: int = -128, hi: int = 128) -> torch.Tensor:
@@ -45,6 +45,7 @@ def assert_binomial(count: int, trials: int, p: float, what: str):
 # ----------------------------------------------------------------------------- config and registry
 def test_registry_and_defaults():
     assert ALL_MODELS[0] == "official" and set(ALL_MODELS) == {"official", "stuckat", "flip"}
+    assert set(list_fault_models()) == {*ALL_MODELS, "chipmap"}
     cfg = FaultConfig()
     assert (cfg.model, cfg.ber, cfg.position, cfg.bits) == ("official", 0.01, -1, 8)
 

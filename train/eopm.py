@@ -28,10 +28,13 @@ from bitflip import FaultConfig, perturbed
 from common.ckpt import load_checkpoint
 from common.dist import init_distributed, shutdown
 from common.runs import resolve_device, start_run
+from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
+from eval.accuracy import print_ptq_accuracy
 from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
+from eval.samples import save_samples
 from generators import get_generator
 from models import load_base
 from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
@@ -84,6 +87,7 @@ def run(cfgs: Configs) -> int:
     test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device)) \
         if dist_info.is_main else []
     if dist_info.is_main:
+        print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, test_batches, device)
         print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
               f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
     lo, hi = ecfg.train_seeds
@@ -115,10 +119,13 @@ def run(cfgs: Configs) -> int:
                 "scheduler": sched.state_dict(), "epoch": epoch, "best": best_value, "metrics": metrics,
                 "config": cfgs.to_dict()}
 
+    tb = TensorBoardLog(run_dir, start_epoch) if run_cfg.tensorboard and dist_info.is_main else None
     try:
         best, _ = fit(run_dir, ecfg.epochs, start_epoch, best, one_epoch, validate, "val_PA_NF",
-                      make_checkpoint, dist_info)
+                      make_checkpoint, dist_info, on_epoch=tb)
     finally:
+        if tb is not None:
+            tb.close()
         shutdown(dist_info)
     if not dist_info.is_main:
         return 0
@@ -131,4 +138,5 @@ def run(cfgs: Configs) -> int:
         "g_path": str(run_dir / "best.pt"), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
         "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs})
     print(f"training curves: {plot_curves(run_dir)}")
+    print(f"samples: {save_samples(base, gen, *test_batches[0], fault, cfgs.eval.seeds[0], run_dir / 'samples.png')}")
     return 0

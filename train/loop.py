@@ -72,9 +72,11 @@ def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: st
 def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
         one_epoch: Callable[[int], Dict[str, float]], validate: Callable[[int], Dict[str, float]],
         best_key: str, make_checkpoint: Callable[[int, Dict[str, float], float], dict],
-        dist_info: DistInfo = DistInfo(), log: Callable[[str], None] = print) -> Tuple[float, Optional[dict]]:
+        dist_info: DistInfo = DistInfo(), log: Callable[[str], None] = print,
+        on_epoch: Optional[Callable[[dict], None]] = None) -> Tuple[float, Optional[dict]]:
     """Train epochs start_epoch..epochs-1; after each, validate, log a JSON line, save last/best.
 
+    `on_epoch(row)`, when given, also receives each epoch's metrics row (e.g. common.tblog's TensorBoard log).
     Checkpoints are written after every epoch (atomically), so an interrupted run loses at most the
     epoch in progress and `-rt` continues from the next one. Returns (best value, last metrics).
     """
@@ -89,6 +91,8 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
             is_best = value > best
             best = max(best, value)
             append_jsonl(run_dir / "metrics.jsonl", row)
+            if on_epoch is not None:
+                on_epoch(row)
             ckpt = make_checkpoint(epoch, row, best)
             save_checkpoint(ckpt, run_dir / "last.pt")
             if is_best:

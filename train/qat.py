@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from common.dist import init_distributed, shutdown
 from common.runs import resolve_device, start_run
+from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, get_dataset_info, make_loader
 from eval.accuracy import accuracy
@@ -29,7 +30,8 @@ def run(cfgs: Configs) -> int:
     run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
     num_classes = get_dataset_info(data_cfg.dataset).num_classes
-    model = get_model(run_cfg.arch, num_classes, cfgs.bits).to(device)
+    model = get_model(run_cfg.arch, num_classes, cfgs.bits,
+                      input_size=get_dataset_info(data_cfg.dataset).image_size).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
     start_epoch, best = resume(run_cfg.run_dir, "base", model, opt) if run_cfg.resume else (0, -1.0)
@@ -53,7 +55,8 @@ def run(cfgs: Configs) -> int:
     def one_epoch(epoch):
         net.train()
         reseed_epoch(train_loader, run_cfg.seed, epoch)
-        return train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{tcfg.epochs}", dist_info)
+        m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{tcfg.epochs}", dist_info)
+        return {**m, "lr": opt.param_groups[0]["lr"]}
 
     def validate(epoch):
         m = accuracy(model, test_batches, device, desc="test")
@@ -64,10 +67,13 @@ def run(cfgs: Configs) -> int:
                 "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                 "best": best_acc, "metrics": metrics, "config": cfgs.to_dict()}
 
+    tb = TensorBoardLog(run_dir, start_epoch) if run_cfg.tensorboard and dist_info.is_main else None
     try:
         best, _ = fit(run_dir, tcfg.epochs, start_epoch, best, one_epoch, validate, "test_acc",
-                      make_checkpoint, dist_info)
+                      make_checkpoint, dist_info, on_epoch=tb)
     finally:
+        if tb is not None:
+            tb.close()
         shutdown(dist_info)
     if dist_info.is_main:
         print(f"training curves: {plot_curves(run_dir)}")
