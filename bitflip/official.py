@@ -33,7 +33,8 @@ from models.quant import DEFAULT_BITS
 MAP_ROWS = 8192      # rows of the released code's RandomFaultModel SRAM array
 MAP_COLS = 128       # bit cells per row
 STUCK1_BELOW = 0.5   # released code's ber0: a faulty cell with V < 0.5 is stuck at 1
-MAP_CACHE = 16       # numpy maps kept (2 x 8192 x wpr bytes each)
+MAP_CACHE = 128      # numpy maps kept (2 x 8192 x wpr bytes each: 256 KiB at 8 bits); holds the
+                     # maps `FaultPrefetcher` builds ahead (at most MAP_CACHE // 2 seeds in flight)
 DEVICE_CACHE = 4     # device copies kept (2 x 8192 x wpr² bytes each: 4 MiB at 8 bits, 64 MiB at 2)
 
 
@@ -64,12 +65,19 @@ def official_masks_np(seed: int, ber: float, bits: int = DEFAULT_BITS, position:
     return (~s0).view(np.int8), s1.view(np.int8)
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device without waiting for the device's queued work (pinned, asynchronous on CUDA)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 @functools.lru_cache(maxsize=DEVICE_CACHE)
 def official_period(seed: int, ber: float, bits: int, position: int, device: torch.device
                     ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(keep, s1) for weights 0 .. 8192·wpr² - 1 as flat int8 tensors on `device`; weight i uses entry
     i mod that period. Shared between calls: callers must not modify them."""
-    keep, s1 = (torch.from_numpy(m).to(device) for m in official_masks_np(seed, ber, bits, position))
+    keep, s1 = (_to_device(torch.from_numpy(m), device) for m in official_masks_np(seed, ber, bits, position))
     wpr = keep.shape[1]                        # (8192, wpr) -> (8192, wpr, wpr): block row repeats wpr times
     return (keep[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1),
             s1[:, None, :].expand(MAP_ROWS, wpr, wpr).reshape(-1))
