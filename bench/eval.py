@@ -22,7 +22,7 @@ import torch
 
 from bitflip import FaultConfig, perturbed
 from common.ckpt import load_checkpoint, save_checkpoint
-from common.data import cache_batches, make_loader
+from datasets import cache_batches, make_loader
 from config import EVAL_FAULT_SEEDS, DataConfig
 from eval.neuralfuse import evaluate_seeds
 from generators import get_generator
