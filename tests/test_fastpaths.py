@@ -69,7 +69,7 @@ def test_eopm_step_batched_same_generator_gradient():
         grads.append(([p.grad.clone() for p in gen.parameters()], {key: float(v) for key, v in m.items()}))
     for a, b in zip(grads[0][0], grads[1][0]):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
-    assert grads[0][1] == pytest.approx(grads[1][1], rel=1e-9)
+    assert grads[0][1] == pytest.approx(grads[1][1], rel=1e-6)      # metrics are float32 sums
 
 
 def test_amp_leaves_fault_bits_unchanged():
@@ -160,13 +160,14 @@ def test_gpu_check_dry_run(cifar_root, tmp_path):
 # ----------------------------------------------------------------------------- CUDA
 @pytest.mark.cuda
 @CUDA
-def test_batched_models_on_cuda_close_to_loop():
+def test_batched_models_on_cuda_close_to_loop(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)   # TF32 rounds dense and grouped convs apart
     model = _model("resnet18", torch.float32, "cuda")
     x, y = torch.randn(16, 3, 32, 32, device="cuda"), torch.randint(0, 10, (16,), device="cuda")
     loop_logits, loop_grad = _z_grads(model, x, y, [1, 2, 3, 4], batch=1)
     logits, grad = _z_grads(model, x, y, [1, 2, 3, 4], batch=4)
     torch.testing.assert_close(logits, loop_logits, rtol=1e-3, atol=1e-4)
-    assert ((grad - loop_grad).norm() / loop_grad.norm()) < 1e-2
+    assert ((grad - loop_grad).norm() / loop_grad.norm()) < 1e-3
 
 
 @pytest.mark.cuda
