@@ -57,10 +57,12 @@ def perturbed_ensemble(model: nn.Module, cfg: FaultConfig, seeds: Sequence[int]
             yield lambda x: model(x).unsqueeze(0)
         return
     per_seed = [faulty_weights(model, cfg, s) for s in seeds]
-    stacked = {k: torch.stack([w[k] for w in per_seed]) for k in per_seed[0]}      # (k, *weight shape)
+    # (k, *weight shape); vmap supports only the default memory layout (no channels_last) inside
+    stacked = {k: torch.stack([w[k].contiguous() for w in per_seed]).contiguous() for k in per_seed[0]}
     del per_seed
 
     def forward(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
         with weights_as_given(model):
             return vmap(lambda w: functional_call(model, w, (x,)), randomness="error")(stacked)
     yield forward

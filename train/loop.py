@@ -84,8 +84,10 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         train_metrics = one_epoch(epoch)
+        train_s = time.time() - t0                  # training alone (epoch_time_s adds validation)
         val_metrics = validate(epoch) if dist_info.is_main else {}
-        row = {"epoch": epoch, **train_metrics, **val_metrics, "epoch_time_s": round(time.time() - t0, 2)}
+        row = {"epoch": epoch, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
+               "epoch_time_s": round(time.time() - t0, 2)}
         if dist_info.is_main:
             value = val_metrics.get(best_key, -math.inf)
             is_best = value > best
