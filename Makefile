@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench gpu-check clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.bitflip
+	$(PY) -m bench.eopm_step
+	$(PY) -m bench.eval --data-root $(DATA_ROOT) --test-limit 1000
+
+# On a GPU box, with its own Python (torch + CUDA already there; nothing is installed):
+#   make gpu-check DATA_ROOT=/path/with/cifar-10-batches-py [GPU_PYTHON=python3]
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) -m bench.gpu_check --data-root $(DATA_ROOT)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -119,6 +119,26 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class PerfConfig:
+    """Speed settings (docs/DESIGN.md §13). None of them changes the fault bits; `amp` changes the
+    float arithmetic (bfloat16) and is off by default; the others give the same results up to float
+    summation order (tested)."""
+    amp: bool = opt(False, "bfloat16 autocast for G and the base model in training (CUDA only; "
+                           "changes float rounding, faults stay int8-exact; evaluation stays fp32)")
+    channels_last: bool = opt(False, "NHWC memory layout for the convolutions")
+    batch_models: int = opt(1, "run K perturbed models at once with torch.func.vmap (1 = one by one)")
+    prefetch_workers: int = opt(-1, "threads that build fault maps ahead (-1 = cores-1, at most 8; 0 = off)")
+    device_data: str = opt("auto", "hold a 32-px dataset on the GPU as uint8 and augment there "
+                                   "(auto: on for CUDA)")
+
+    def resolved_prefetch_workers(self) -> int:
+        if self.prefetch_workers >= 0:
+            return self.prefetch_workers
+        from bitflip.prefetch import default_workers
+        return default_workers()
+
+
+@dataclass(frozen=True)
 class Configs:
     """Everything one run needs, built once by zs_main.py. Weight precision lives in `fault.bits`."""
     run: RunConfig
@@ -128,6 +148,7 @@ class Configs:
     fault: FaultConfig
     eval: EvalConfig
     energy: EnergyConfig
+    perf: PerfConfig = PerfConfig()
 
     @property
     def bits(self) -> int:

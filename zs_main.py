@@ -20,7 +20,8 @@ from common.ckpt import CheckpointError, code_version
 from common.cli import OneLineParser, field_default, from_field
 from common.registry import UnknownName
 from common.runs import UsageError
-from config import Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, RunConfig, TrainConfig
+from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
+                    TrainConfig)
 from datasets import DataMissingError, list_datasets
 from eval import energy_mode, neuralfuse, report
 from generators import list_generators
@@ -136,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
                    **from_field(EvalConfig, "testing_mode", default=False))
     n.add_argument("--G-path", dest="g_path", **from_field(EvalConfig, "g_path", default=False))
     n.add_argument("--no-hflip", dest="hflip", action="store_false", **from_field(DataConfig, "hflip"))
+    f = p.add_argument_group("speed (docs/DESIGN.md §13)")
+    f.add_argument("--amp", action="store_true", **from_field(PerfConfig, "amp"))
+    f.add_argument("--channels-last", action="store_true", **from_field(PerfConfig, "channels_last"))
+    f.add_argument("--batch-models", type=_positive, metavar="K", **from_field(PerfConfig, "batch_models"))
+    f.add_argument("--prefetch-workers", type=int, metavar="W", **from_field(PerfConfig, "prefetch_workers"))
+    f.add_argument("--device-data", choices=("auto", "on", "off"), **from_field(PerfConfig, "device_data"))
     n.add_argument("--json", action="store_true", **from_field(EnergyConfig, "json"))
     n.add_argument("--saving", type=float, **from_field(EnergyConfig, "saving", show="from -ber's operating point"))
     return p
@@ -168,6 +175,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
                         testing_mode_source="command line" if args.testing_mode else "config.py",
                         g_path_source="command line" if args.g_path else "config.py"),
         energy=EnergyConfig(generators=generators, json=args.json, saving=args.saving),
+        perf=PerfConfig(amp=args.amp, channels_last=args.channels_last, batch_models=args.batch_models,
+                        prefetch_workers=args.prefetch_workers, device_data=args.device_data),
     )
 
 

@@ -15,29 +15,35 @@ Example:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, List, Tuple
 
 import torch
 import torch.nn as nn
 
 from bitflip.faults import FaultConfig, inject_cfg
-from models.quant import clear_faults, quant_layers
+from models.quant import QuantMixin, clear_faults, quant_layers
 
-__all__ = ["perturb", "perturbed", "clear_faults"]
+__all__ = ["faulty_int8", "perturb", "perturbed", "clear_faults"]
 
 
-def perturb(model: nn.Module, cfg: FaultConfig, seed: int) -> int:
-    """Set fault weights on every quantized layer of `model`; returns the number of layers."""
+def faulty_int8(model: nn.Module, cfg: FaultConfig, seed: int) -> List[Tuple[str, QuantMixin, torch.Tensor]]:
+    """(name, layer, faulty int8 weights) for every quantized layer of `model` under (cfg, seed)."""
     named = list(quant_layers(model))
-    for name, layer in named:                  # refuse before touching any layer
+    for name, layer in named:                  # refuse before computing anything
         if layer.bits != cfg.bits:
             raise ValueError(f"layer {name!r} is quantized to {layer.bits} bits but the fault config "
                              f"says bits={cfg.bits}; build FaultConfig with the model's precision")
     with torch.no_grad():
-        for index, (_, layer) in enumerate(named):
-            q, _ = layer.int8_weight()                               # clean int8, shape of weight
-            layer.set_fault(inject_cfg(q, cfg, seed, layer_index=index))
-    return len(named)
+        return [(name, layer, inject_cfg(layer.int8_weight()[0], cfg, seed, layer_index=index))
+                for index, (name, layer) in enumerate(named)]
+
+
+def perturb(model: nn.Module, cfg: FaultConfig, seed: int) -> int:
+    """Set fault weights on every quantized layer of `model`; returns the number of layers."""
+    faulty = faulty_int8(model, cfg, seed)
+    for _, layer, q in faulty:
+        layer.set_fault(q)
+    return len(faulty)
 
 
 @contextmanager

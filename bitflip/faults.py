@@ -22,7 +22,7 @@ from typing import List, Tuple
 import torch
 
 from bitflip.chipmap import apply_chipmap
-from bitflip.official import apply_official
+from bitflip.official import apply_official, official_masks_np
 from bitflip.sampled import apply_flip, apply_stuckat
 from common.registry import Registry
 from models.quant import DEFAULT_BITS
@@ -75,6 +75,13 @@ def _official(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) ->
     return apply_official(q, seed, cfg.ber, cfg.bits, cfg.position)
 
 
+def _official_host_work(cfg: FaultConfig, seed: int) -> None:
+    official_masks_np(seed, cfg.ber, cfg.bits, cfg.position)     # numpy map, kept in its LRU cache
+
+
+_official.prepare = _official_host_work     # host-side work that `FaultPrefetcher` may run early
+
+
 @FAULT_MODELS.register("stuckat", measured=False)
 def _stuckat(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     return apply_stuckat(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
@@ -98,6 +105,14 @@ def list_fault_models() -> List[str]:
 def rate_fault_models() -> List[str]:
     """The fault models drawn from (ber, seed), i.e. all but the measured-map ones."""
     return FAULT_MODELS.names(measured=False)
+
+
+def prepare_cfg(cfg: FaultConfig, seed: int) -> None:
+    """Do the host-side (numpy) part of `inject_cfg` for (cfg, seed) now, so that a later
+    `inject_cfg` with the same arguments only runs device ops. A no-op for fault models without one."""
+    prepare = getattr(FAULT_MODELS.get(cfg.model), "prepare", None)
+    if prepare is not None and cfg.ber > 0:
+        prepare(cfg, int(seed))
 
 
 def sign_extend(q: torch.Tensor, bits: int) -> torch.Tensor:

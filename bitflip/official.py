@@ -36,7 +36,8 @@ from models.quant import DEFAULT_BITS
 MAP_ROWS = 8192      # rows of the released code's RandomFaultModel SRAM array
 MAP_COLS = 128       # bit cells per row
 STUCK1_BELOW = 0.5   # released code's ber0: a faulty cell with V < 0.5 is stuck at 1
-MAP_CACHE = 16       # numpy maps kept (2 x 8192 x wpr bytes each)
+MAP_CACHE = 128      # numpy maps kept (2 x 8192 x wpr bytes each: 256 KiB at 8 bits); holds the
+                     # maps `FaultPrefetcher` builds ahead (at most MAP_CACHE // 2 seeds in flight)
 DEVICE_CACHE = 4     # device copies kept (2 x 8192 x wpr² bytes each: 4 MiB at 8 bits, 64 MiB at 2)
 
 
@@ -84,9 +85,16 @@ def tile_period(keep: np.ndarray, s1: np.ndarray, device: torch.device) -> Tuple
     """(R, wpr) masks -> flat int8 (keep, s1) of one period of R·wpr² weights on `device`: weight i
     reads row (i // wpr²) mod R, column i mod wpr (the released code's torch.tile layout)."""
     rows, wpr = keep.shape
-    keep_t, s1_t = torch.from_numpy(keep).to(device), torch.from_numpy(s1).to(device)
+    keep_t, s1_t = _to_device(torch.from_numpy(keep), device), _to_device(torch.from_numpy(s1), device)
     return (keep_t[:, None, :].expand(rows, wpr, wpr).reshape(-1),   # (R, wpr) -> (R, wpr, wpr): a row
             s1_t[:, None, :].expand(rows, wpr, wpr).reshape(-1))     # repeats wpr times
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device without waiting for the device's queued work (pinned, asynchronous on CUDA)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 @functools.lru_cache(maxsize=DEVICE_CACHE)

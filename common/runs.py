@@ -115,3 +115,12 @@ def resolve_device(name: str) -> torch.device:
     elif name != "cpu":
         raise UsageError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
     return torch.device(name)
+
+
+def check_perf(perf, device: torch.device) -> None:
+    """Refuse speed settings the device cannot honour (one line, exit 2)."""
+    if perf.amp and device.type != "cuda":
+        raise UsageError(f"--amp needs a CUDA GPU (bfloat16 autocast); this run is on {device}, where "
+                         f"bf16 is emulated on CPUs without native support (about 45x slower here); drop --amp")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True     # fastest conv algorithms for the fixed input shapes

@@ -16,10 +16,10 @@ from torch.utils.data import Dataset
 
 from . import cifar, gtsrb, imagenet  # noqa: F401  (each registers its datasets)
 from .common import DATASETS, DataMissingError, DatasetInfo, balanced_subset, compose
-from .loader import cache_batches, make_loader
+from .loader import cache_batches, make_batches, make_loader, use_device_data
 
 __all__ = ["list_datasets", "get_dataset_info", "load_split", "balanced_subset", "DataMissingError",
-           "DatasetInfo", "make_loader", "cache_batches"]
+           "DatasetInfo", "make_loader", "make_batches", "use_device_data", "cache_batches"]
 
 
 def list_datasets() -> List[str]:

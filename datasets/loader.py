@@ -50,6 +50,40 @@ def make_loader(cfg: DataConfig, train: bool, seed: int, device: torch.device,
                       pin_memory=device.type == "cuda", persistent_workers=n_workers > 0)
 
 
-def cache_batches(loader: DataLoader) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """Decode a (test) loader once into memory, for evaluations that pass over it many times."""
-    return [(x, y) for x, y in loader]
+def cache_batches(loader, device: torch.device = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """Decode a (test) loader once into memory (on `device` if given), for evaluations that pass
+    over it many times."""
+    if device is None:
+        return [(x, y) for x, y in loader]
+    return [(x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader]
+
+
+def use_device_data(setting: str, dataset: str, device: torch.device) -> bool:
+    """--device-data: 'auto' = on for CUDA and a dataset with a batched augmentation (32 px)."""
+    from common.runs import UsageError
+    from datasets.device import DEVICE_AUGMENT
+    supported = dataset in DEVICE_AUGMENT
+    if setting == "on" and not supported:
+        raise UsageError(f"--device-data on: {dataset} has no on-device pipeline; it works for "
+                         f"{', '.join(DEVICE_AUGMENT)} (use auto or off)")
+    return setting == "on" or (setting == "auto" and supported and device.type == "cuda")
+
+
+def make_batches(cfg: DataConfig, train: bool, seed: int, device: torch.device, on_device: bool,
+                 dist_info: DistInfo = DistInfo(), augment=None, shuffle=None):
+    """`make_loader`, or with `on_device` the same split held on the device as uint8 and augmented
+    there in batches (datasets/device.py): same order for the same generator seed."""
+    if not on_device:
+        return make_loader(cfg, train, seed, device, dist_info, augment, shuffle)
+    from datasets.device import DEVICE_AUGMENT, DeviceBatches, load_split_uint8
+    images, targets = load_split_uint8(cfg.dataset, cfg.root, train, cfg.download,
+                                       cfg.train_limit if train else cfg.test_limit, cfg.subset_seed)
+    augment = train if augment is None else augment
+    shuffle = train if shuffle is None else shuffle
+    sampler = None
+    if dist_info.enabled and train:
+        sampler = DistributedSampler(range(len(targets)), dist_info.world_size, dist_info.rank,
+                                     shuffle=shuffle, seed=seed)
+    return DeviceBatches(images, targets, cfg.batch_size if train else cfg.test_batch_size, device,
+                         augment=DEVICE_AUGMENT[cfg.dataset](cfg.hflip) if augment else None,
+                         shuffle=shuffle, sampler=sampler, seed=seed)

@@ -5,7 +5,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Callable, Iterable, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,15 +18,17 @@ def accuracy(model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch
     """{'acc': percent, 'loss': mean CE, 'n': images}; `model` is put in eval mode and restored."""
     was_training = model.training
     model.eval()
-    correct, loss_sum, n = 0, 0.0, 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)      # summed on the device: no sync per batch
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    n = 0
     for x, y in progress(batches, desc, in_logs=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)                                       # (B, classes)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
         n += y.numel()
     model.train(was_training)
-    return {"acc": 100.0 * correct / max(n, 1), "loss": loss_sum / max(n, 1), "n": n}
+    return {"acc": 100.0 * int(correct) / max(n, 1), "loss": float(loss_sum) / max(n, 1), "n": n}
 
 
 def print_ptq_accuracy(arch: str, checkpoint: str, bits: int, base: torch.nn.Module,
@@ -38,3 +40,18 @@ def print_ptq_accuracy(arch: str, checkpoint: str, bits: int, base: torch.nn.Mod
         m = accuracy(base, batches, device, desc="PTQ")
         print(f"{arch} from float state_dict {checkpoint}, post-training quantized to {bits} bits: "
               f"clean accuracy {m['acc']:.2f}% on {m['n']} test images")
+
+
+
+@torch.no_grad()
+def ensemble_accuracy(forward: Callable[[torch.Tensor], torch.Tensor],
+                      batches: Iterable[Tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                      k: int) -> List[float]:
+    """Top-1 accuracy (percent) of each of the k models behind `forward`: x -> logits (k, B, classes)."""
+    correct = torch.zeros(k, dtype=torch.int64, device=device)
+    n = 0
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        correct += (forward(x).argmax(-1) == y).sum(-1)      # (k,)
+        n += y.numel()
+    return [100.0 * c / max(n, 1) for c in correct.tolist()]

@@ -20,11 +20,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from bitflip import FaultConfig, perturbed
+from bitflip import FaultConfig
+from bitflip.ensemble import chunks, perturbed_ensemble
+from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
 from common.runs import UsageError, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
-from eval.accuracy import accuracy, print_ptq_accuracy
+from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
 from generators import load_generator
 from models import is_external, load_base
@@ -33,8 +35,10 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
-                   fault: FaultConfig, seeds: Sequence[int]) -> Dict:
-    """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed."""
+                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1) -> Dict:
+    """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
+    `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
+    coming seeds are built in background threads. Always float32: --amp is for training only."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
     fx_batches = None
     if gen is not None:
@@ -42,12 +46,15 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
             fx_batches = [(gen(x.to(device)), y) for x, y in batches]
         out["CA_NF"] = accuracy(base, fx_batches, device, desc="CA(NF)")["acc"]
     rows = []
-    for seed in seeds:
-        with perturbed(base, fault, seed):
-            row = {"seed": seed, "PA": accuracy(base, batches, device, desc=f"PA seed {seed}")["acc"]}
-            if fx_batches is not None:
-                row["PA_NF"] = accuracy(base, fx_batches, device, desc=f"PA(NF) seed {seed}")["acc"]
-        rows.append(row)
+    with FaultPrefetcher(fault, default_workers()) as prefetch:
+        prefetch.schedule(list(seeds)[:MAX_AHEAD])
+        for group in chunks(seeds, batch_models):
+            prefetch.wait(group)
+            with perturbed_ensemble(base, fault, group) as forward:
+                pa = ensemble_accuracy(forward, batches, device, len(group))
+                pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
+            for i, seed in enumerate(group):
+                rows.append({"seed": seed, "PA": pa[i], **({"PA_NF": pnf[i]} if pnf is not None else {})})
     pa = np.array([r["PA"] for r in rows])
     out.update(PA_mean=float(pa.mean()), PA_std=float(pa.std(ddof=0)))
     if gen is not None:
@@ -97,7 +104,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     all_results = []
     for split, is_train in splits:
         batches = cache_batches(make_loader(data_cfg, train=is_train, seed=TEST_LOADER_SEED, device=device,
-                                            augment=False, shuffle=False))
+                                            augment=False, shuffle=False), device)
         n_images = sum(len(y) for _, y in batches)
         if not perturbed_eval:
             res = {"CA": accuracy(base, batches, device, desc="CA")["acc"], "per_seed": [], "ber": None}
@@ -106,7 +113,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             print(format_results(res, f"{cfgs.run.arch} {split} clean"))
         for ber in bers:
             fault = replace(cfgs.fault, ber=ber)
-            res = evaluate_seeds(base, gen, batches, device, fault, cfgs.eval.seeds)
+            res = evaluate_seeds(base, gen, batches, device, fault, cfgs.eval.seeds, cfgs.perf.batch_models)
             res.update(ber=ber, split=split, n_images=n_images)
             all_results.append(res)
             print(format_results(res, f"{cfgs.run.arch} {split} ber={ber:g}"))

@@ -16,6 +16,7 @@ Example:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -61,6 +62,7 @@ class QuantMixin:
     bits: int = DEFAULT_BITS
     _fault_w: Optional[torch.Tensor] = None      # q'·Δ of the faulty int8 weights, or None
     _qcache: Optional[tuple] = None
+    _as_given: bool = False                      # use `weight` unchanged (see `weights_as_given`)
 
     def _clean(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.weight
@@ -92,6 +94,8 @@ class QuantMixin:
 
     def quant_weight(self) -> torch.Tensor:
         """The weight the forward pass uses: fake-quantized master weight, or faulty q'·(clean Δ)."""
+        if self._as_given:
+            return self.weight                    # already dequantized (batched perturbed models)
         if self._fault_w is not None:
             return self._fault_w
         if not (self.weight.requires_grad and torch.is_grad_enabled()):
@@ -136,6 +140,7 @@ def quantize_(model: nn.Module, bits: int = DEFAULT_BITS) -> nn.Module:
             m.bits = bits
             m._fault_w = None
             m._qcache = None
+            m._as_given = False
     return model
 
 
@@ -144,6 +149,23 @@ def quant_layers(model: nn.Module) -> Iterator[Tuple[str, QuantMixin]]:
     for name, m in model.named_modules():
         if isinstance(m, QuantMixin):
             yield name, m
+
+
+@contextmanager
+def weights_as_given(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every quantized layer uses its `weight` as it is, without quantizing it.
+
+    For `torch.func.functional_call` with weights that are already q'·Δ (e.g. a stack of perturbed
+    copies under `vmap`): quantizing a stack would take one Δ over all copies.
+    """
+    layers = [m for _, m in quant_layers(model)]
+    try:
+        for m in layers:
+            m._as_given = True
+        yield model
+    finally:
+        for m in layers:
+            m._as_given = False
 
 
 def clear_faults(model: nn.Module) -> None:

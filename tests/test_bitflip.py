@@ -85,6 +85,7 @@ def test_seeds_reproducible_and_distinct(model):
     assert torch.equal(inject(strided, model, 0.01, seed=7), inject(strided.clone(), model, 0.01, seed=7))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("model", ALL_MODELS)
 @pytest.mark.parametrize("bits, position", [(8, -1), (8, 3), (5, -1)])

@@ -18,19 +18,21 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bitflip import FaultConfig, perturbed
+from bitflip import FaultConfig
+from bitflip.ensemble import perturbed_logits
+from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.ckpt import load_checkpoint
 from common.dist import init_distributed, shutdown
-from common.runs import resolve_device, start_run
+from common.runs import check_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
-from datasets import cache_batches, make_loader
+from datasets import cache_batches, make_batches, make_loader, use_device_data
 from eval.accuracy import print_ptq_accuracy
 from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
@@ -41,25 +43,34 @@ from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
 
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-              fault: FaultConfig, seeds: Sequence[int], lam: float) -> dict:
-    """Accumulate ∇L (above) into the generator's .grad for one batch; returns the batch metrics."""
-    fx = gen(x)                                           # (B, 3, H, W), graph through G
-    z = fx.detach().requires_grad_(True)                  # leaf: each model adds its ∂L/∂F(x)
-    logits = base(z)
-    loss_clean = F.cross_entropy(logits, y)
+              fault: FaultConfig, seeds: Sequence[int], lam: float, batch_models: int = 1,
+              amp: bool = False) -> Dict[str, torch.Tensor]:
+    """Accumulate ∇L (above) into the generator's .grad for one batch; returns the batch metrics as
+    0-dim tensors (no host sync inside the step). `batch_models` > 1 runs that many perturbed
+    models at once (`bitflip.ensemble`); `amp` runs the float compute in bfloat16 autocast."""
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)
+    with autocast:
+        fx = gen(x)                                       # (B, 3, H, W), graph through G
+    low = fx.dtype in (torch.bfloat16, torch.float16)     # under amp: the base model gets fp32 input
+    z = (fx.float() if low else fx).detach().requires_grad_(True)   # leaf: each model adds its ∂L/∂F(x)
+    with autocast:
+        logits = base(z)
+    loss_clean = F.cross_entropy(logits.float(), y)
     loss_clean.backward()
-    clean_acc = (logits.argmax(1) == y).float().mean().item()
-    pert_loss, pert_acc = 0.0, 0.0
-    for seed in seeds:
-        with perturbed(base, fault, int(seed)):
-            logits_k = base(z)
-            loss_k = F.cross_entropy(logits_k, y)
-            (loss_k * (lam / len(seeds))).backward()
-        pert_loss += loss_k.item() / len(seeds)
-        pert_acc += (logits_k.argmax(1) == y).float().mean().item() / len(seeds)
-    fx.backward(z.grad)
-    return {"loss": loss_clean.item() + lam * pert_loss, "clean_acc": 100 * clean_acc,
-            "pert_acc": 100 * pert_acc}
+    pert_loss = torch.zeros((), device=x.device)
+    pert_correct = torch.zeros((), device=x.device)
+    with autocast:
+        for chunk, logits_k in perturbed_logits(base, z, fault, seeds, batch=batch_models):
+            k = len(chunk)                                # logits_k: (k, B, classes)
+            loss_k = F.cross_entropy(logits_k.flatten(0, 1).float(), y.repeat(k), reduction="sum") / len(y)
+            (loss_k * (lam / len(seeds))).backward()      # Σ over the chunk of the per-model mean CE
+            pert_loss += loss_k.detach()
+            pert_correct += (logits_k.argmax(-1) == y).sum()
+    fx.backward(z.grad.to(fx.dtype))
+    n = len(seeds)
+    return {"loss": loss_clean.detach() + lam * pert_loss / n,
+            "clean_acc": 100 * (logits.argmax(1) == y).float().mean(),
+            "pert_acc": 100 * pert_correct.float() / (n * len(y))}
 
 
 def generator_meta(cfgs: Configs) -> dict:
@@ -74,36 +85,52 @@ def run(cfgs: Configs) -> int:
     run_cfg, data_cfg, ecfg, fault = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
+    perf = cfgs.perf
+    check_perf(perf, device)
     base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
     run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
     gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
+    if perf.channels_last:
+        base, gen = (m.to(memory_format=torch.channels_last) for m in (base, gen))
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
     start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(gen, device, dist_info)
 
-    train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
-    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device)) \
-        if dist_info.is_main else []
+    train_loader = make_batches(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info,
+                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
+    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device),
+                                 device) if dist_info.is_main else []
     if dist_info.is_main:
         print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, test_batches, device)
         print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
               f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
     lo, hi = ecfg.train_seeds
-    seed_rng = None
+    prefetch = FaultPrefetcher(fault, perf.resolved_prefetch_workers())
+    ahead = max(1, MAX_AHEAD // ecfg.n_models)            # batches whose fault maps are built early
+    plan = {"seeds": [], "i": 0}
 
     def step(x, y):
+        if perf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
-        seeds = seed_rng.integers(lo, hi + 1, size=ecfg.n_models)  # fresh fault seeds every batch
-        metrics = eopm_step(net, base, x, y, fault, seeds, ecfg.lam)
+        i = plan["i"]
+        seeds = plan["seeds"][i]                          # fresh fault seeds every batch
+        prefetch.schedule(s for later in plan["seeds"][i + 1:i + 1 + ahead] for s in later)
+        prefetch.wait(seeds)
+        plan["i"] = i + 1
+        metrics = eopm_step(net, base, x, y, fault, seeds, ecfg.lam, perf.batch_models, perf.amp)
         opt.step()
         sched.step()
         return metrics
 
     def one_epoch(epoch):
-        nonlocal seed_rng
         seed_rng = np.random.default_rng([run_cfg.seed, dist_info.rank, epoch])  # resumable stream
+        # the epoch's seeds, drawn up front in the order the batches use them (same stream as drawing
+        # per batch), so that their fault maps can be built ahead
+        plan["seeds"] = [seed_rng.integers(lo, hi + 1, size=ecfg.n_models) for _ in range(len(train_loader))]
+        plan["i"] = 0
         reseed_epoch(train_loader, run_cfg.seed, epoch)
         net.train()
         m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{ecfg.epochs}", dist_info)
@@ -111,7 +138,7 @@ def run(cfgs: Configs) -> int:
 
     def validate(epoch):
         gen.eval()
-        res = evaluate_seeds(base, gen, test_batches, device, fault, ecfg.monitor_seeds)
+        res = evaluate_seeds(base, gen, test_batches, device, fault, ecfg.monitor_seeds, perf.batch_models)
         return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
     def make_checkpoint(epoch, metrics, best_value):
@@ -126,6 +153,7 @@ def run(cfgs: Configs) -> int:
     finally:
         if tb is not None:
             tb.close()
+        prefetch.close()
         shutdown(dist_info)
     if not dist_info.is_main:
         return 0

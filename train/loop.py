@@ -21,6 +21,7 @@ from common.dist import DistInfo, all_reduce_sum
 from common.runs import append_jsonl, progress
 from config import DATA_ORDER_SEED_STRIDE
 
+POSTFIX_EVERY = 20   # batches between progress-bar metric updates (each one syncs with the device)
 Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
 
 
@@ -52,19 +53,20 @@ def reseed_epoch(loader, seed: int, epoch: int) -> None:
 def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: str,
                     dist_info: DistInfo = DistInfo()) -> Dict[str, float]:
     """Call `step(x, y)` on every batch; return the image-weighted mean of the metrics it returns."""
-    sums: Dict[str, float] = {}
+    sums: Dict[str, torch.Tensor] = {}
     n = 0
     bar = progress(loader, desc)
-    for x, y in bar:
+    for i, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        metrics = step(x, y)
+        metrics = step(x, y)                      # floats or 0-dim tensors (kept on the device)
         b = y.numel()
         n += b
         for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * b
-        bar.set_postfix({k: f"{v / n:.3g}" for k, v in sums.items()}, refresh=False)
+            sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64, device=device) * b
+        if i % POSTFIX_EVERY == 0:                # reading a device value waits for the device
+            bar.set_postfix({k: f"{float(v) / n:.3g}" for k, v in sums.items()}, refresh=False)
     keys = sorted(sums)
-    totals = torch.tensor([sums[k] for k in keys] + [n], dtype=torch.float64, device=device)
+    totals = torch.stack([sums[k] for k in keys] + [torch.tensor(float(n), dtype=torch.float64, device=device)])
     totals = all_reduce_sum(totals, dist_info).tolist()
     return {f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals[:-1])}
 
@@ -84,8 +86,10 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         train_metrics = one_epoch(epoch)
+        train_s = time.time() - t0                  # training alone (epoch_time_s adds validation)
         val_metrics = validate(epoch) if dist_info.is_main else {}
-        row = {"epoch": epoch, **train_metrics, **val_metrics, "epoch_time_s": round(time.time() - t0, 2)}
+        row = {"epoch": epoch, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
+               "epoch_time_s": round(time.time() - t0, 2)}
         if dist_info.is_main:
             value = val_metrics.get(best_key, -math.inf)
             is_best = value > best

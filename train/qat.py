@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from common.dist import init_distributed, shutdown
-from common.runs import resolve_device, start_run
+from common.runs import check_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
-from datasets import cache_batches, get_dataset_info, make_loader
+from datasets import cache_batches, get_dataset_info, make_batches, make_loader, use_device_data
 from eval.accuracy import accuracy
 from eval.plots import plot_curves
 from models import base_checkpoint_meta, get_model
@@ -30,27 +30,35 @@ def run(cfgs: Configs) -> int:
     run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
     num_classes = get_dataset_info(data_cfg.dataset).num_classes
+    perf = cfgs.perf
+    check_perf(perf, device)
     model = get_model(run_cfg.arch, num_classes, cfgs.bits,
                       input_size=get_dataset_info(data_cfg.dataset).image_size).to(device)
+    if perf.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
     start_epoch, best = resume(run_cfg.run_dir, "base", model, opt) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(model, device, dist_info)
 
-    train_loader = make_loader(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info)
-    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device)) \
-        if dist_info.is_main else []
+    train_loader = make_batches(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info,
+                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
+    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device),
+                                 device) if dist_info.is_main else []
     if dist_info.is_main:
         print(f"data: {len(train_loader.dataset)} train / {sum(len(y) for _, y in test_batches)} test images "
               f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
 
     def step(x, y):
-        logits = net(x)
-        loss = F.cross_entropy(logits, y)
+        if perf.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=perf.amp):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.item(), "acc": 100.0 * (logits.argmax(1) == y).float().mean().item()}
+        return {"loss": loss.detach(), "acc": 100.0 * (logits.argmax(1) == y).float().mean()}
 
     def one_epoch(epoch):
         net.train()

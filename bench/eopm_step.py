@@ -1,0 +1,173 @@
+"""Benchmark of one EOPM step (paper Eq. 3-5): the released formulation against ours, in one run.
+
+Rows, for a frozen CIFAR-style base model with a ConvL generator, N perturbed models, `official`
+faults at BER 1%, fresh fault seeds every step (as in training):
+  (a) released-style: our modules used the released way: G(x) and the clean model run again for each
+      of the N draws, the fault map is rebuilt for each draw, plus one extra forward for logging;
+  (b) ours, default: G(x) and the clean model once per batch, maps built ahead in threads
+      (`FaultPrefetcher`), no host sync inside the step — what `transform_eopm_gen` runs by default;
+  (c) floor: the same arithmetic as (b) with no fault work at all (N+1 clean forward/backward passes);
+  (d) ours with an exact fast path: (d1) K perturbed models batched with vmap (vmap needs the default
+      memory layout), (d2) channels_last; (c') is the floor with the same batching as (d1);
+  (e) CUDA only: (b) with --amp (bfloat16 autocast); (f) with --amp and channels_last.
+Times are the median of --reps steps after one warm-up step; peak memory is the device's (CUDA).
+The last line is `RESULT speedup_vs_original=(a)/(b) floor_ratio=(b)/(c) [amp_speedup=(b)/(e)]`
+for the first model.
+
+    .venv/bin/python -m bench.eopm_step                      # CPU: batch 32
+    python3 -m bench.eopm_step --device cuda                 # CUDA: batch 256, adds the --amp row
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bitflip import FaultConfig, perturbed
+from bitflip.official import official_masks_np, official_period
+from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
+from generators import get_generator
+from models import get_model
+from train.eopm import eopm_step
+
+BER, LAM, CLASSES = 0.01, 5.0, 10          # the paper's operating point and λ; CIFAR-10 classes
+TRAIN_SEEDS = (0, 30000)                    # where EOPM draws its fault seeds
+
+
+def released_step(gen, base, x, y, fault, seeds, lam, **_) -> None:
+    """The released loop: per draw, G and M0 again, a freshly built map, (CE_0 + λ·CE_k) / N."""
+    for seed in seeds:
+        official_masks_np.cache_clear()
+        official_period.cache_clear()
+        fx = gen(x)
+        loss0 = F.cross_entropy(base(fx), y)
+        with perturbed(base, fault, int(seed)):
+            loss_k = F.cross_entropy(base(fx), y)
+            ((loss0 + lam * loss_k) / len(seeds)).backward()
+    with torch.no_grad():
+        base(gen(x)).argmax(1)                                  # the logging forward
+
+
+def floor_step(gen, base, x, y, fault, seeds, lam, batch_models=1, **_) -> None:
+    """(b)'s arithmetic without any fault: the clean model stands in for every perturbed one."""
+    fx = gen(x)
+    z = fx.detach().requires_grad_(True)
+    F.cross_entropy(base(z), y).backward()
+    for _ in range(0, len(seeds), batch_models):
+        k = min(batch_models, len(seeds))
+        logits = base(z).unsqueeze(0).expand(k, -1, -1) if k == 1 else \
+            torch.func.vmap(lambda _s: base(z), randomness="error")(torch.zeros(k))
+        (F.cross_entropy(logits.flatten(0, 1), y.repeat(k), reduction="sum") / len(y) * lam / len(seeds)).backward()
+    fx.backward(z.grad)
+
+
+def our_step(gen, base, x, y, fault, seeds, lam, batch_models=1, amp=False, **_) -> None:
+    eopm_step(gen, base, x, y, fault, seeds, lam, batch_models, amp)
+
+
+def time_row(step: Callable, gen, base, x, y, fault, seed_plan: List[np.ndarray], reps: int,
+             device: torch.device, **kw) -> Dict[str, float]:
+    """Median seconds per step over `reps` steps after one warm-up, fresh seeds every step, maps
+    built one step ahead in threads (the way `transform_eopm_gen` runs)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    with FaultPrefetcher(FaultConfig("official", BER), default_workers()) as prefetch:
+        for i, seeds in enumerate(seed_plan[:reps + 1]):
+            if i + 1 < len(seed_plan):
+                prefetch.schedule(seed_plan[i + 1][:MAX_AHEAD])
+            sync()
+            t = time.perf_counter()
+            prefetch.wait(seeds)
+            gen.zero_grad(set_to_none=True)
+            step(gen, base, x, y, fault, seeds, LAM, **kw)
+            sync()
+            if i:                                                # step 0 warms up
+                times.append(time.perf_counter() - t)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"s": statistics.median(times), "peak_gib": peak}
+
+
+def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, float]]:
+    torch.manual_seed(0)
+    base = get_model(arch, CLASSES).to(device).eval().requires_grad_(False)
+    gen = get_generator("ConvL").to(device).train()
+    x = torch.rand(args.batch, 3, 32, 32, device=device) * 2 - 1
+    y = torch.randint(0, CLASSES, (args.batch,), device=device)
+    fault = FaultConfig("official", BER)
+    rng = np.random.default_rng(0)
+    lo, hi = TRAIN_SEEDS
+
+    def plan():                                                  # fresh seeds for every row and step
+        return [rng.integers(lo, hi + 1, size=args.n) for _ in range(args.reps + 1)]
+
+    rows = {"(a) released-style": time_row(released_step, gen, base, x, y, fault, plan(), args.slow_reps, device),
+            "(b) ours, default": time_row(our_step, gen, base, x, y, fault, plan(), args.reps, device),
+            "(c) floor, no fault work": time_row(floor_step, gen, base, x, y, fault, plan(), args.reps, device)}
+    k = args.batch_models
+    rows[f"(c') floor, K={k}"] = time_row(floor_step, gen, base, x, y, fault, plan(), args.reps, device,
+                                          batch_models=k)
+    rows[f"(d1) ours, K={k} (vmap)"] = time_row(our_step, gen, base, x, y, fault, plan(), args.reps, device,
+                                               batch_models=k)
+    cl = torch.channels_last
+    base_cl, gen_cl = base.to(memory_format=cl), gen.to(memory_format=cl)
+    rows["(d2) ours, channels_last"] = time_row(our_step, gen_cl, base_cl, x.contiguous(memory_format=cl), y,
+                                                fault, plan(), args.reps, device)
+    base.to(memory_format=torch.contiguous_format)
+    gen.to(memory_format=torch.contiguous_format)
+    if device.type == "cuda":
+        rows["(e) ours, --amp"] = time_row(our_step, gen, base, x, y, fault, plan(), args.reps, device, amp=True)
+        base_cl, gen_cl = base.to(memory_format=cl), gen.to(memory_format=cl)
+        rows["(f) ours, --amp --channels-last"] = time_row(our_step, gen_cl, base_cl, x.contiguous(memory_format=cl),
+                                                           y, fault, plan(), args.reps, device, amp=True)
+        base.to(memory_format=torch.contiguous_format)
+        gen.to(memory_format=torch.contiguous_format)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--archs", default="resnet18,vgg16", help="comma list (default resnet18,vgg16)")
+    ap.add_argument("--batch", type=int, default=None, help="images per step (default 32 CPU, 256 CUDA)")
+    ap.add_argument("-N", dest="n", type=int, default=10, help="perturbed models per step (default 10)")
+    ap.add_argument("--batch-models", type=int, default=None, help="K for row (d) (default: N on CUDA, 2 CPU)")
+    ap.add_argument("--reps", type=int, default=None, help="timed steps per row (default 3 CPU, 10 CUDA)")
+    ap.add_argument("--slow-reps", type=int, default=None, help="timed steps of row (a) (default 2 CPU, 5 CUDA)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    args.batch = args.batch or (256 if cuda else 32)
+    args.batch_models = args.batch_models or (args.n if cuda else 2)
+    args.reps = args.reps or (10 if cuda else 3)
+    args.slow_reps = args.slow_reps or (5 if cuda else 2)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"EOPM step: ConvL, N={args.n}, batch {args.batch}, official faults at BER {BER}; "
+          f"torch {torch.__version__}; {name}; map threads {default_workers()}")
+    result = None
+    for arch in args.archs.split(","):
+        rows = bench_model(arch, args, device)
+        ref, ours, floor = rows["(a) released-style"]["s"], rows["(b) ours, default"]["s"], \
+            rows["(c) floor, no fault work"]["s"]
+        print(f"\n{arch}\n{'row':36s} {'s/step':>8s} {'vs (a)':>7s} {'vs floor':>9s} {'peak GiB':>9s}")
+        for label, r in rows.items():
+            print(f"{label:36s} {r['s']:8.3f} {ref / r['s']:6.2f}x {r['s'] / floor:8.2f} {r['peak_gib']:9.2f}")
+        if result is None:
+            result = f"RESULT arch={arch} speedup_vs_original={ref / ours:.2f} floor_ratio={ours / floor:.2f}"
+            if cuda:
+                result += f" amp_speedup={ours / rows['(e) ours, --amp']['s']:.2f}"
+            fast = min(r["s"] for k_, r in rows.items() if k_.startswith("(d"))
+            result += f" best_fast_path_speedup_vs_original={ref / fast:.2f}"
+    print(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Benchmark of the 10-seed NeuralFuse evaluation (CA, PA, CA(NF), PA(NF)) against a per-seed
+reload-and-re-read baseline measured in the same run.
+
+  baseline: for every fault seed, the base checkpoint is loaded again, the test split is read and
+            decoded from disk again and G(x) recomputed batch by batch (how the released code's
+            evaluation loop runs);
+  ours:     `eval.neuralfuse.evaluate_seeds`: data decoded once (on the device), F(x) computed once,
+            fault maps built ahead in threads, no host sync per batch, --batch-models K seeds at once.
+Both must give the same per-seed accuracies (checked). Last line: `RESULT speedup_vs_reload=X`.
+
+    .venv/bin/python -m bench.eval --data-root ./data --test-limit 1000           # CPU
+    python3 -m bench.eval --device cuda --data-root ./data                        # full test split
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bitflip import FaultConfig, perturbed
+from common.ckpt import load_checkpoint, save_checkpoint
+from datasets import cache_batches, make_loader
+from config import EVAL_FAULT_SEEDS, DataConfig
+from eval.neuralfuse import evaluate_seeds
+from generators import get_generator
+from models import get_model
+
+BER = 0.01
+
+
+@torch.no_grad()
+def reload_baseline(ckpt_path: Path, arch: str, gen, data_cfg: DataConfig, device, fault, seeds) -> list:
+    rows = []
+    for seed in seeds:
+        ckpt = load_checkpoint(ckpt_path, kind="base")
+        base = get_model(arch, ckpt["num_classes"])
+        base.load_state_dict(ckpt["state_dict"])
+        base = base.to(device).eval()
+        loader = make_loader(data_cfg, train=False, seed=0, device=device, augment=False, shuffle=False)
+        correct = {"PA": 0, "PA_NF": 0}
+        n = 0
+        with perturbed(base, fault, seed):
+            for x, y in loader:
+                x, y = x.to(device), y.to(device)
+                correct["PA"] += (base(x).argmax(1) == y).sum().item()
+                correct["PA_NF"] += (base(gen(x)).argmax(1) == y).sum().item()
+                n += len(y)
+        rows.append({"seed": seed, "PA": 100.0 * correct["PA"] / n, "PA_NF": 100.0 * correct["PA_NF"] / n})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", required=True, help="folder with cifar-10-batches-py/")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--test-limit", type=int, default=None, help="class-balanced test subset (default: all)")
+    ap.add_argument("--batch-models", type=int, default=1, help="K perturbed models at once in ours")
+    ap.add_argument("--seeds", type=int, default=len(EVAL_FAULT_SEEDS), help="number of fault seeds")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    data_cfg = DataConfig("cifar10", root=args.data_root, download=False, test_limit=args.test_limit,
+                          workers=0 if device.type == "cpu" else 8)
+    fault, seeds = FaultConfig("official", BER), list(EVAL_FAULT_SEEDS[:args.seeds])
+    base = get_model(args.arch, 10)
+    gen = get_generator("ConvL").to(device).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "base.pt"
+        save_checkpoint({"kind": "base", "arch": args.arch, "dataset": "cifar10", "bits": 8, "num_classes": 10,
+                         "state_dict": base.state_dict()}, ckpt)
+        sync()
+        t = time.perf_counter()
+        ref = reload_baseline(ckpt, args.arch, gen, data_cfg, device, fault, seeds)
+        sync()
+        t_ref = time.perf_counter() - t
+        t = time.perf_counter()
+        base = get_model(args.arch, 10)
+        base.load_state_dict(load_checkpoint(ckpt, kind="base")["state_dict"])
+        base = base.to(device).eval().requires_grad_(False)
+        batches = cache_batches(make_loader(data_cfg, train=False, seed=0, device=device, augment=False,
+                                            shuffle=False), device)
+        ours = evaluate_seeds(base, gen, batches, device, fault, seeds, args.batch_models)["per_seed"]
+        sync()
+        t_ours = time.perf_counter() - t
+    worst = max(abs(a[k] - b[k]) for a, b in zip(ref, ours) for k in ("PA", "PA_NF"))
+    n = sum(len(y) for _, y in batches)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{args.arch} + ConvL, {len(seeds)} seeds, {n} test images, official BER {BER}; {name}")
+    print(f"{'method':40s} {'seconds':>8s}\n{'baseline: reload + re-read per seed':40s} {t_ref:8.2f}\n"
+          f"{'ours (evaluate_seeds, K=' + str(args.batch_models) + ')':40s} {t_ours:8.2f}")
+    print(f"largest per-seed accuracy difference: {worst:.4f} points (same images, same faults)")
+    if worst > 100.0 / n:          # at most one image flipped by float summation order
+        raise SystemExit(f"ours and the baseline disagree by {worst} points")
+    print(f"RESULT speedup_vs_reload={t_ref / t_ours:.2f}")
+
+
+if __name__ == "__main__":
+    main()

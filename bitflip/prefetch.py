@@ -1,0 +1,64 @@
+"""Build fault maps for the coming fault seeds in background threads, while the device computes.
+
+The `official` map of a seed is drawn with numpy's MT19937 on the CPU (bit-exact with the released
+code; see docs/DESIGN.md): about 10-20 ms a seed. EOPM draws N fresh seeds per batch, so on a GPU
+that map would cost more than the batch itself. The seeds of a whole epoch are known when it starts
+(they come from a stream seeded by (run seed, rank, epoch)), so a `FaultPrefetcher` builds the maps
+of the next batches in a thread pool (numpy releases the GIL while it draws) and `inject_cfg` then
+finds them in the map cache. Results are unchanged: the same function fills the same cache.
+
+Example:
+    with FaultPrefetcher(fault_cfg, workers=4) as pf:
+        pf.schedule(seeds_of_step[1:3])       # ahead
+        pf.wait(seeds_of_step[0])             # ready (errors re-raised here)
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Dict, Iterable
+
+from bitflip.faults import FaultConfig, prepare_cfg
+from bitflip.official import MAP_CACHE
+
+MAX_AHEAD = MAP_CACHE // 2       # seeds in flight at most: prefetched maps must not evict each other
+
+
+def default_workers() -> int:
+    """Threads for map building: the cores beyond the main one, at most 8 (0 = no prefetching)."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+class FaultPrefetcher:
+    """Runs `prepare_cfg(cfg, seed)` for scheduled seeds in `workers` threads (0: inline, on wait)."""
+
+    def __init__(self, cfg: FaultConfig, workers: int = 0):
+        self.cfg = cfg
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="faultmap") if workers > 0 else None
+        self.pending: Dict[int, Future] = {}
+
+    def schedule(self, seeds: Iterable[int]) -> None:
+        for seed in (int(s) for s in seeds):
+            if self.pool is None or seed in self.pending or len(self.pending) >= MAX_AHEAD:
+                continue
+            self.pending[seed] = self.pool.submit(prepare_cfg, self.cfg, seed)
+
+    def wait(self, seeds: Iterable[int]) -> None:
+        for seed in (int(s) for s in seeds):
+            future = self.pending.pop(seed, None)
+            if future is not None:
+                future.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for f in self.pending.values():
+                f.cancel()
+            self.pool.shutdown(wait=True)
+            self.pool = None
+        self.pending.clear()
+
+    def __enter__(self) -> "FaultPrefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
