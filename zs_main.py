@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--no-hflip", dest="hflip", action="store_false", **from_field(DataConfig, "hflip"))
     f = p.add_argument_group("speed (docs/DESIGN.md §13)")
     f.add_argument("--amp", action="store_true", **from_field(PerfConfig, "amp"))
-    f.add_argument("--channels-last", action="store_true", **from_field(PerfConfig, "channels_last"))
+    f.add_argument("--channels-last", nargs="?", const="on", choices=("auto", "on", "off"),
+                   **from_field(PerfConfig, "channels_last"))
     f.add_argument("--batch-models", type=_positive, metavar="K", **from_field(PerfConfig, "batch_models"))
     f.add_argument("--prefetch-workers", type=int, metavar="W", **from_field(PerfConfig, "prefetch_workers"))
     f.add_argument("--device-data", choices=("auto", "on", "off"), **from_field(PerfConfig, "device_data"))

@@ -5,10 +5,11 @@ faults at BER 1%, fresh fault seeds every step (as in training):
   (a) released-style: our modules used the released way: G(x) and the clean model run again for each
       of the N draws, the fault map is rebuilt for each draw, plus one extra forward for logging;
   (b) ours, default: G(x) and the clean model once per batch, maps built ahead in threads
-      (`FaultPrefetcher`), no host sync inside the step — what `transform_eopm_gen` runs by default;
-  (c) floor: the same arithmetic as (b) with no fault work at all (N+1 clean forward/backward passes);
-  (d) ours with an exact fast path: (d1) K perturbed models batched with vmap (vmap needs the default
-      memory layout), (d2) channels_last; (c') is the floor with the same batching as (d1);
+      (`FaultPrefetcher`), no host sync inside the step, the default memory layout of the device
+      (channels_last on CPU, NCHW on CUDA) — what `transform_eopm_gen` runs by default;
+  (c) floor: the same arithmetic as (b), same layout, with no fault work (N+1 clean passes);
+  (d) ours with another exact path: (d1) K perturbed models batched with vmap, (d2) the other memory
+      layout; (c') is the floor with the same batching as (d1);
   (e) CUDA only: (b) with --amp (bfloat16 autocast); (f) with --amp and channels_last.
 Times are the median of --reps steps after one warm-up step; peak memory is the device's (CUDA).
 The last line is `RESULT speedup_vs_original=(a)/(b) floor_ratio=(b)/(c) [amp_speedup=(b)/(e)]`
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from bitflip import FaultConfig, perturbed
 from bitflip.official import official_masks_np, official_period
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
+from config import PerfConfig
 from generators import get_generator
 from models import get_model
 from train.eopm import eopm_step
@@ -107,27 +109,29 @@ def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, fl
     def plan():                                                  # fresh seeds for every row and step
         return [rng.integers(lo, hi + 1, size=args.n) for _ in range(args.reps + 1)]
 
-    rows = {"(a) released-style": time_row(released_step, gen, base, x, y, fault, plan(), args.slow_reps, device),
-            "(b) ours, default": time_row(our_step, gen, base, x, y, fault, plan(), args.reps, device),
-            "(c) floor, no fault work": time_row(floor_step, gen, base, x, y, fault, plan(), args.reps, device)}
-    k = args.batch_models
-    rows[f"(c') floor, K={k}"] = time_row(floor_step, gen, base, x, y, fault, plan(), args.reps, device,
-                                          batch_models=k)
-    rows[f"(d1) ours, K={k} (vmap)"] = time_row(our_step, gen, base, x, y, fault, plan(), args.reps, device,
-                                               batch_models=k)
     cl = torch.channels_last
-    base_cl, gen_cl = base.to(memory_format=cl), gen.to(memory_format=cl)
-    rows["(d2) ours, channels_last"] = time_row(our_step, gen_cl, base_cl, x.contiguous(memory_format=cl), y,
-                                                fault, plan(), args.reps, device)
-    base.to(memory_format=torch.contiguous_format)
-    gen.to(memory_format=torch.contiguous_format)
+    default_cl = PerfConfig().use_channels_last(device.type)     # the layout a user gets by default
+    layout = cl if default_cl else torch.contiguous_format
+    other = torch.contiguous_format if default_cl else cl
+    base, gen = base.to(memory_format=layout), gen.to(memory_format=layout)
+    xd = x.contiguous(memory_format=layout)
+    rows = {"(a) released-style": time_row(released_step, gen, base, xd, y, fault, plan(), args.slow_reps, device),
+            "(b) ours, default": time_row(our_step, gen, base, xd, y, fault, plan(), args.reps, device),
+            "(c) floor, no fault work": time_row(floor_step, gen, base, xd, y, fault, plan(), args.reps, device)}
+    k = args.batch_models
+    rows[f"(c') floor, K={k}"] = time_row(floor_step, gen, base, xd, y, fault, plan(), args.reps, device,
+                                          batch_models=k)
+    rows[f"(d1) ours, K={k} (vmap)"] = time_row(our_step, gen, base, xd, y, fault, plan(), args.reps, device,
+                                               batch_models=k)
+    name = "channels_last" if other == cl else "contiguous (NCHW)"
+    rows[f"(d2) ours, {name}"] = time_row(our_step, gen.to(memory_format=other), base.to(memory_format=other),
+                                          x.contiguous(memory_format=other), y, fault, plan(), args.reps, device)
+    base, gen = base.to(memory_format=layout), gen.to(memory_format=layout)
     if device.type == "cuda":
-        rows["(e) ours, --amp"] = time_row(our_step, gen, base, x, y, fault, plan(), args.reps, device, amp=True)
-        base_cl, gen_cl = base.to(memory_format=cl), gen.to(memory_format=cl)
-        rows["(f) ours, --amp --channels-last"] = time_row(our_step, gen_cl, base_cl, x.contiguous(memory_format=cl),
-                                                           y, fault, plan(), args.reps, device, amp=True)
-        base.to(memory_format=torch.contiguous_format)
-        gen.to(memory_format=torch.contiguous_format)
+        rows["(e) ours, --amp"] = time_row(our_step, gen, base, xd, y, fault, plan(), args.reps, device, amp=True)
+        rows["(f) ours, --amp --channels-last"] = time_row(
+            our_step, gen.to(memory_format=cl), base.to(memory_format=cl), x.contiguous(memory_format=cl), y,
+            fault, plan(), args.reps, device, amp=True)
     return rows
 
 

@@ -86,7 +86,8 @@ class QuantMixin:
             raise ValueError(f"fault weights must be int8 of shape {tuple(self.weight.shape)}, "
                              f"got {q.dtype} {tuple(q.shape)}")
         _, delta, _ = self._clean()
-        self._fault_w = q.to(self.weight.device, self.weight.dtype) * delta  # clean Δ, no clamp
+        fault_w = torch.empty_like(self.weight)           # the weight's memory layout (e.g. channels_last)
+        self._fault_w = fault_w.copy_(q).mul_(delta)      # q'·(clean Δ), no clamp
 
     @property
     def is_faulty(self) -> bool:

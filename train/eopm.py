@@ -87,11 +87,12 @@ def run(cfgs: Configs) -> int:
     dist_info = init_distributed(device)
     perf = cfgs.perf
     check_perf(perf, device)
+    channels_last = perf.use_channels_last(device.type)
     base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
     run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
     gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
-    if perf.channels_last:
+    if channels_last:
         base, gen = (m.to(memory_format=torch.channels_last) for m in (base, gen))
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
@@ -112,7 +113,7 @@ def run(cfgs: Configs) -> int:
     plan = {"seeds": [], "i": 0}
 
     def step(x, y):
-        if perf.channels_last:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
         i = plan["i"]

@@ -32,9 +32,10 @@ def run(cfgs: Configs) -> int:
     num_classes = get_dataset_info(data_cfg.dataset).num_classes
     perf = cfgs.perf
     check_perf(perf, device)
+    channels_last = perf.use_channels_last(device.type)
     model = get_model(run_cfg.arch, num_classes, cfgs.bits,
                       input_size=get_dataset_info(data_cfg.dataset).image_size).to(device)
-    if perf.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
@@ -50,7 +51,7 @@ def run(cfgs: Configs) -> int:
               f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
 
     def step(x, y):
-        if perf.channels_last:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=perf.amp):
             logits = net(x)
