@@ -23,8 +23,9 @@ FULL = {"device": "cuda", "arch": "resnet18", "qat": ["-E", "3", "-BS", "256", "
         "eopm": ["-E", "2", "-N", "10", "-BS", "256"], "limits": [],
         "bench_eopm": ["--device", "cuda"], "bench_eval": ["--device", "cuda", "--batch-models", "5"]}
 DRY = {"device": "cpu", "arch": "vgg11", "qat": ["-E", "1", "-BS", "32", "-LR", "0.02"],
-       "eopm": ["-E", "1", "-N", "2", "-BS", "32"], "limits": ["--train-limit", "64", "--test-limit", "40"],
-       "bench_eopm": ["--device", "cpu", "--archs", "vgg11", "-N", "2", "--batch", "4", "--reps", "1",
+       "eopm": ["-E", "1", "-N", "2", "-BS", "32", "--eval-seeds", "50000:50002"],
+       "limits": ["--train-limit", "64", "--test-limit", "40"],
+       "bench_eopm": ["--device", "cpu", "--archs", "vgg11", "-N", "2", "--batch", "2", "--reps", "1",
                       "--slow-reps", "1"],
        "bench_eval": ["--device", "cpu", "--arch", "vgg11", "--test-limit", "40", "--seeds", "2"]}
 

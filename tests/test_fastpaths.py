@@ -154,7 +154,9 @@ def test_gpu_check_dry_run(cifar_root, tmp_path):
                            "--out", str(tmp_path / "check")], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "gpu-check passed" in proc.stdout and (tmp_path / "check" / "summary.md").is_file()
-    assert "RESULT speedup_vs_reload=" in (tmp_path / "check" / "04_bench_eval.log").read_text()
+    logs = {p.name.split("_", 1)[1]: p.read_text() for p in (tmp_path / "check").glob("*.log")}
+    assert "RESULT speedup_vs_reload=" in logs["bench_eval.log"]
+    assert "RESULT arch=vgg11 speedup_vs_original=" in logs["bench_eopm_step.log"]
 
 
 # ----------------------------------------------------------------------------- CUDA
