@@ -6,6 +6,7 @@ Examples:
     python zs_main.py resnet18 transform_eval cifar10 -cp BASE.pt --testing-mode generator_base --G-path G.pt
     python zs_main.py resnet18 energy cifar10 -G all
     python zs_main.py report RUN_DIR [RUN_DIR ...]
+    python zs_main.py sweep grids/cifar10_table1.json [--slurm --partition gpu --gpus 1]
 """
 from __future__ import annotations
 
@@ -221,6 +222,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if argv[:1] == ["faultmap"]:
             from bitflip.faultmap_cli import main as faultmap_main
             return faultmap_main(argv[1:])
+        if argv[:1] == ["sweep"]:
+            from grid import main as sweep_main
+            return sweep_main(argv[1:])
         args = build_parser().parse_args(argv)
         cfgs = build_configs(args)
         print(f"NeuralFuse {code_version()} | {args.arch} {args.mode} {args.dataset} | "
