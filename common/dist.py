@@ -43,6 +43,12 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (e.g. until rank 0 has written a checkpoint the others read)."""
+    if info.enabled:
+        dist.barrier()
+
+
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
