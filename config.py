@@ -81,8 +81,8 @@ class EOPMConfig:
     lr_gamma: float = 0.96                        # StepLR factor
     train_seeds: Tuple[int, int] = TRAIN_FAULT_SEEDS
     monitor_seeds: Tuple[int, ...] = MONITOR_FAULT_SEEDS
-    n_global: bool = False                   # --n-global: -N models per global batch, split over ranks
-    sync_bn: bool = False                    # --sync-bn: generator BatchNorm over the global batch (DDP)
+    n_global: bool = opt(False, "DDP: split -N over the processes (N per global batch) instead of N per process")
+    sync_bn: bool = opt(False, "DDP: the generator's BatchNorm uses the global batch's statistics")
 
 
 @dataclass(frozen=True)

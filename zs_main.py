@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    **from_field(EvalConfig, "testing_mode", default=False))
     n.add_argument("--G-path", dest="g_path", **from_field(EvalConfig, "g_path", default=False))
     n.add_argument("--no-hflip", dest="hflip", action="store_false", **from_field(DataConfig, "hflip"))
+    n.add_argument("--no-augment", dest="augment", action="store_false", **from_field(DataConfig, "augment"))
+    n.add_argument("--n-global", action="store_true", **from_field(EOPMConfig, "n_global"))
+    n.add_argument("--sync-bn", action="store_true", **from_field(EOPMConfig, "sync_bn"))
     f = p.add_argument_group("speed (docs/DESIGN.md §13)")
     f.add_argument("--amp", action="store_true", **from_field(PerfConfig, "amp"))
     f.add_argument("--channels-last", nargs="?", const="on", choices=("auto", "on", "off"),
@@ -165,10 +168,11 @@ def build_configs(args: argparse.Namespace) -> Configs:
                       resume=args.rt, force=args.F, checkpoint=args.cp, tensorboard=args.tensorboard),
         data=DataConfig(dataset=args.dataset, root=args.data_root, download=args.download,
                         train_limit=args.train_limit, test_limit=args.test_limit, batch_size=args.BS,
-                        test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip),
+                        test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip,
+                        augment=args.augment),
         train=TrainConfig(epochs=args.E, lr=args.LR),
         eopm=EOPMConfig(generator=generators[0], epochs=args.E, lr=args.LR, lam=args.LM, n_models=args.N,
-                        **seeds.get("eopm", {})),
+                        n_global=args.n_global, sync_bn=args.sync_bn, **seeds.get("eopm", {})),
         fault=fault,
         eval=EvalConfig(testing_mode=args.testing_mode or field_default(EvalConfig, "testing_mode"),
                         g_path=args.g_path or field_default(EvalConfig, "g_path"),

@@ -14,7 +14,7 @@ import torch
 
 import zs_main
 from common.ckpt import load_checkpoint
-from common.data import make_loader
+from datasets import make_loader
 from common.dist import DistInfo, shard
 from common.runs import read_jsonl
 from config import DataConfig
