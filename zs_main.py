@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "classifiers under low-voltage SRAM bit errors.",
                       epilog="Reports: python zs_main.py report RUN_DIR [RUN_DIR ...] [--out FILE] collects "
                              "results.json files into a markdown table beside the paper's numbers (--html: one "
-                             "page with the pictures). Fault maps: python zs_main.py faultmap export|info ...")
+                             "page with the pictures). Fault maps: python zs_main.py faultmap export|info ... "
+                             "Grids: python zs_main.py sweep GRIDFILE (grids/*.json), here or on Slurm.")
     p.add_argument("arch", metavar="ARCH", type=_arch, help=", ".join(list_models()) + f", or {EXTERNAL_PREFIX}"
                    "NAME (any torchvision classifier; -cp may then be a float state_dict)")
     p.add_argument("mode", metavar="MODE", choices=list(MODES), help=", ".join(MODES))

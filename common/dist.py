@@ -1,7 +1,11 @@
-"""Optional multi-GPU data parallelism under `torchrun` (DDP); a no-op for a single process.
+"""Data parallelism under `torchrun` (DDP; nccl on GPUs, gloo on CPU); a no-op for a single process.
+
+What makes w processes at batch b compute what one process computes at batch w·b (README "Scale
+out"): `GlobalOrderSampler` shares out one process's image order, `GlobalBatchNorm2d` normalises over
+the global batch. `shard` / `gather_to_main` split work such as evaluation seeds over the ranks.
 
 Example:
-    torchrun --nproc_per_node 4 zs_main.py resnet18 train cifar10
+    torchrun --standalone --nproc_per_node 4 zs_main.py resnet18 train cifar10 -BS 64
 """
 from __future__ import annotations
 
