@@ -170,7 +170,7 @@ def launch_submitit(stages: List[List[Run]], opts) -> List[str]:
     try:
         import submitit
     except ImportError:
-        raise GridError("--slurm needs the optional package submitit: pip install -r requirements-dev.txt") \
+        raise GridError("--slurm needs the optional package submitit: pip install -r requirements-optional.txt") \
             from None
     import cloudpickle
     cloudpickle.register_pickle_by_value(sys.modules[__name__])   # jobs need not import this file

@@ -82,7 +82,7 @@ def test_slurm_without_submitit_is_a_one_line_error(tmp_path, cifar_root, monkey
     gfile = write_grid(tmp_path / "g.json", cifar_root, tmp_path / "out", generators=["ConvS"], bers=[0.01])
     monkeypatch.setitem(__import__("sys").modules, "submitit", None)       # as on a machine without it
     assert zs_main.main(["sweep", str(gfile), "--slurm"]) == 2
-    assert "pip install -r requirements-dev.txt" in capsys.readouterr().err
+    assert "pip install -r requirements-optional.txt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
