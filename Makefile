@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo DATA_ROOT=./data   # venv + deps, then the NeuralFuse pipeline end to end on CIFAR-10
-#   make test                    # venv + deps, then the pytest suite (CPU)
+#   make test                    # venv + deps (+ requirements-optional.txt), then the pytest suite (CPU)
 PYTHON ?= python3
 VENV ?= .venv
 DATA_ROOT ?= ./data
 DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+OPT_STAMP := $(VENV)/.installed-optional
 
 .PHONY: demo test bench gpu-check clean-venv
 
@@ -15,10 +16,15 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
+$(OPT_STAMP): $(STAMP) requirements-optional.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-optional.txt \
+		|| echo "make: requirements-optional.txt not installed (offline?); tests that need them are skipped"
+	touch $(OPT_STAMP)
+
 demo: $(STAMP)
 	$(PY) demo.py --data-root $(DATA_ROOT) $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(OPT_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

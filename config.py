@@ -55,6 +55,7 @@ class DataConfig:
     test_batch_size: int = opt(256, "test batch size, images")
     workers: int = opt(-1, "DataLoader worker processes; -1 = 0 on CPU, min(8, cores) on CUDA")
     hflip: bool = opt(True, "GTSRB: horizontal flip in training (the released code flips traffic signs)")
+    augment: bool = opt(True, "training augmentation (crop, flip); off: images match across DDP runs")
     subset_seed: int = SUBSET_SEED
 
 
@@ -80,6 +81,8 @@ class EOPMConfig:
     lr_gamma: float = 0.96                        # StepLR factor
     train_seeds: Tuple[int, int] = TRAIN_FAULT_SEEDS
     monitor_seeds: Tuple[int, ...] = MONITOR_FAULT_SEEDS
+    n_global: bool = opt(False, "DDP: split -N over the processes (N per global batch) instead of N per process")
+    sync_bn: bool = opt(False, "DDP: the generator's BatchNorm uses the global batch's statistics")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Examples:
     python zs_main.py resnet18 transform_eval cifar10 -cp BASE.pt --testing-mode generator_base --G-path G.pt
     python zs_main.py resnet18 energy cifar10 -G all
     python zs_main.py report RUN_DIR [RUN_DIR ...]
+    python zs_main.py sweep grids/cifar10_table1.json [--slurm --partition gpu --gpus 1]
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "classifiers under low-voltage SRAM bit errors.",
                       epilog="Reports: python zs_main.py report RUN_DIR [RUN_DIR ...] [--out FILE] collects "
                              "results.json files into a markdown table beside the paper's numbers (--html: one "
-                             "page with the pictures). Fault maps: python zs_main.py faultmap export|info ...")
+                             "page with the pictures). Fault maps: python zs_main.py faultmap export|info ... "
+                             "Grids: python zs_main.py sweep GRIDFILE (grids/*.json), here or on Slurm.")
     p.add_argument("arch", metavar="ARCH", type=_arch, help=", ".join(list_models()) + f", or {EXTERNAL_PREFIX}"
                    "NAME (any torchvision classifier; -cp may then be a float state_dict)")
     p.add_argument("mode", metavar="MODE", choices=list(MODES), help=", ".join(MODES))
@@ -137,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    **from_field(EvalConfig, "testing_mode", default=False))
     n.add_argument("--G-path", dest="g_path", **from_field(EvalConfig, "g_path", default=False))
     n.add_argument("--no-hflip", dest="hflip", action="store_false", **from_field(DataConfig, "hflip"))
+    n.add_argument("--no-augment", dest="augment", action="store_false", **from_field(DataConfig, "augment"))
+    n.add_argument("--n-global", action="store_true", **from_field(EOPMConfig, "n_global"))
+    n.add_argument("--sync-bn", action="store_true", **from_field(EOPMConfig, "sync_bn"))
     f = p.add_argument_group("speed (docs/DESIGN.md §13)")
     f.add_argument("--amp", action="store_true", **from_field(PerfConfig, "amp"))
     f.add_argument("--channels-last", nargs="?", const="on", choices=("auto", "on", "off"),
@@ -164,10 +169,11 @@ def build_configs(args: argparse.Namespace) -> Configs:
                       resume=args.rt, force=args.F, checkpoint=args.cp, tensorboard=args.tensorboard),
         data=DataConfig(dataset=args.dataset, root=args.data_root, download=args.download,
                         train_limit=args.train_limit, test_limit=args.test_limit, batch_size=args.BS,
-                        test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip),
+                        test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip,
+                        augment=args.augment),
         train=TrainConfig(epochs=args.E, lr=args.LR),
         eopm=EOPMConfig(generator=generators[0], epochs=args.E, lr=args.LR, lam=args.LM, n_models=args.N,
-                        **seeds.get("eopm", {})),
+                        n_global=args.n_global, sync_bn=args.sync_bn, **seeds.get("eopm", {})),
         fault=fault,
         eval=EvalConfig(testing_mode=args.testing_mode or field_default(EvalConfig, "testing_mode"),
                         g_path=args.g_path or field_default(EvalConfig, "g_path"),
@@ -221,6 +227,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if argv[:1] == ["faultmap"]:
             from bitflip.faultmap_cli import main as faultmap_main
             return faultmap_main(argv[1:])
+        if argv[:1] == ["sweep"]:
+            from grid import main as sweep_main
+            return sweep_main(argv[1:])
         args = build_parser().parse_args(argv)
         cfgs = build_configs(args)
         print(f"NeuralFuse {code_version()} | {args.arch} {args.mode} {args.dataset} | "

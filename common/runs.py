@@ -23,7 +23,8 @@ def progress(iterable, desc: str, in_logs: bool = True, **kwargs):
     nothing when `in_logs` is False (short inner loops such as one evaluation pass)."""
     from tqdm import tqdm
     live = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, leave=False, disable=not (live or in_logs),
+    other_rank = os.environ.get("RANK", "0") != "0"          # under torchrun only rank 0 draws bars
+    return tqdm(iterable, desc=desc, leave=False, disable=other_rank or not (live or in_logs),
                 mininterval=0.5 if live else 60, maxinterval=60 if live else 600, **kwargs)
 
 

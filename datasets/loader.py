@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, List, Tuple
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from common.dist import DistInfo
+from common.dist import DistInfo, GlobalOrderSampler
 
 if TYPE_CHECKING:                      # the loader only reads DataConfig's fields
     from config import DataConfig
@@ -37,13 +37,15 @@ def _workers(cfg: DataConfig, device: torch.device) -> int:
 def make_loader(cfg: DataConfig, train: bool, seed: int, device: torch.device,
                 dist_info: DistInfo = DistInfo(), augment=None, shuffle=None) -> DataLoader:
     """Training loaders shuffle with a generator seeded from the run seed; test loaders keep order."""
+    augment = (train if augment is None else augment) and cfg.augment
     ds = load_dataset(cfg, train, augment)
     shuffle = train if shuffle is None else shuffle
     sampler = None
-    if dist_info.enabled and train:
-        sampler = DistributedSampler(ds, dist_info.world_size, dist_info.rank, shuffle=shuffle, seed=seed)
-        shuffle = False
     gen = torch.Generator().manual_seed(seed)
+    if dist_info.enabled and train:      # each rank its share of one process's order (see the sampler)
+        sampler = GlobalOrderSampler(len(ds), gen, dist_info) if shuffle else \
+            DistributedSampler(ds, dist_info.world_size, dist_info.rank, shuffle=False)
+        shuffle = False
     n_workers = _workers(cfg, device)
     return DataLoader(ds, batch_size=cfg.batch_size if train else cfg.test_batch_size, shuffle=shuffle,
                       sampler=sampler, num_workers=n_workers, generator=gen, drop_last=False,
@@ -78,12 +80,13 @@ def make_batches(cfg: DataConfig, train: bool, seed: int, device: torch.device, 
     from datasets.device import DEVICE_AUGMENT, DeviceBatches, load_split_uint8
     images, targets = load_split_uint8(cfg.dataset, cfg.root, train, cfg.download,
                                        cfg.train_limit if train else cfg.test_limit, cfg.subset_seed)
-    augment = train if augment is None else augment
+    augment = (train if augment is None else augment) and cfg.augment
     shuffle = train if shuffle is None else shuffle
-    sampler = None
-    if dist_info.enabled and train:
-        sampler = DistributedSampler(range(len(targets)), dist_info.world_size, dist_info.rank,
-                                     shuffle=shuffle, seed=seed)
-    return DeviceBatches(images, targets, cfg.batch_size if train else cfg.test_batch_size, device,
-                         augment=DEVICE_AUGMENT[cfg.dataset](cfg.hflip) if augment else None,
-                         shuffle=shuffle, sampler=sampler, seed=seed)
+    batches = DeviceBatches(images, targets, cfg.batch_size if train else cfg.test_batch_size, device,
+                            augment=DEVICE_AUGMENT[cfg.dataset](cfg.hflip) if augment else None,
+                            shuffle=shuffle, seed=seed)
+    if dist_info.enabled and train:      # each rank its share of one process's order, as in make_loader
+        batches.sampler = GlobalOrderSampler(len(targets), batches.generator, dist_info, draw_base_seed=True) \
+            if shuffle else DistributedSampler(range(len(targets)), dist_info.world_size, dist_info.rank,
+                                               shuffle=False)
+    return batches

@@ -23,11 +23,13 @@ import torch
 from bitflip import FaultConfig
 from bitflip.ensemble import chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
+from common.dist import DistInfo, init_distributed, shutdown
 from common.runs import UsageError, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
+from eval.sharded import sharded_over_seeds
 from generators import load_generator
 from models import is_external, load_base
 
@@ -55,14 +57,20 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
                 pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
             for i, seed in enumerate(group):
                 rows.append({"seed": seed, "PA": pa[i], **({"PA_NF": pnf[i]} if pnf is not None else {})})
-    pa = np.array([r["PA"] for r in rows])
-    out.update(PA_mean=float(pa.mean()), PA_std=float(pa.std(ddof=0)))
-    if gen is not None:
-        pnf = np.array([r["PA_NF"] for r in rows])
-        out.update(PA_NF_mean=float(pnf.mean()), PA_NF_std=float(pnf.std(ddof=0)),
-                   RP=float(pnf.mean() - pa.mean()))
     out["per_seed"] = rows
-    return out
+    return summarize(out)
+
+
+def summarize(res: Dict) -> Dict:
+    """Set the mean/std over `res['per_seed']` (and RP when PA(NF) was measured); returns `res`."""
+    rows = res["per_seed"]
+    pa = np.array([r["PA"] for r in rows])
+    res.update(PA_mean=float(pa.mean()), PA_std=float(pa.std(ddof=0)))
+    if rows and "PA_NF" in rows[0]:
+        pnf = np.array([r["PA_NF"] for r in rows])
+        res.update(PA_NF_mean=float(pnf.mean()), PA_NF_std=float(pnf.std(ddof=0)),
+                   RP=float(pnf.mean() - pa.mean()))
+    return res
 
 
 def format_results(res: Dict, label: str) -> str:
@@ -94,10 +102,14 @@ def write_results(run_dir: Path, results: List[Dict], settings: Dict) -> Dict:
     return main
 
 
-def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Path,
-                 device: torch.device, extra_settings: Dict, perturbed_eval: bool = True) -> Dict:
+def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],
+                 device: torch.device, extra_settings: Dict, perturbed_eval: bool = True,
+                 dist_info: DistInfo = DistInfo()) -> Optional[Dict]:
     """Evaluate every split (and, with `perturbed_eval`, every requested BER); print the tables, write
-    the result files; returns results.json. `perturbed_eval=False` (testing_mode 'clean') measures CA only."""
+    the result files; returns results.json. `perturbed_eval=False` (testing_mode 'clean') measures CA only.
+
+    Under torchrun every rank evaluates its share of the (BER, seed) pairs (eval/sharded.py) and rank 0
+    alone prints and writes the same files as one process would; the other ranks return None."""
     data_cfg = cfgs.data
     splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
@@ -110,13 +122,19 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             res = {"CA": accuracy(base, batches, device, desc="CA")["acc"], "per_seed": [], "ber": None}
             res.update(split=split, n_images=n_images)
             all_results.append(res)
-            print(format_results(res, f"{cfgs.run.arch} {split} clean"))
-        for ber in bers:
-            fault = replace(cfgs.fault, ber=ber)
-            res = evaluate_seeds(base, gen, batches, device, fault, cfgs.eval.seeds, cfgs.perf.batch_models)
+        merged = sharded_over_seeds(
+            lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
+                                          cfgs.perf.batch_models),
+            bers, cfgs.eval.seeds, dist_info)
+        for ber, res in zip(bers, merged or []):
+            res = summarize(res)
             res.update(ber=ber, split=split, n_images=n_images)
             all_results.append(res)
-            print(format_results(res, f"{cfgs.run.arch} {split} ber={ber:g}"))
+    if not dist_info.is_main:
+        return None
+    for res in all_results:
+        label = "clean" if res["ber"] is None else f"ber={res['ber']:g}"
+        print(format_results(res, f"{cfgs.run.arch} {res['split']} {label}"))
     settings = {"arch": cfgs.run.arch, "dataset": data_cfg.dataset, "fault": asdict(cfgs.fault),
                 "fault_model": cfgs.fault.model, "ber": bers[0] if bers else None,
                 "seeds": list(cfgs.eval.seeds) if perturbed_eval else [], "test_limit": data_cfg.test_limit,
@@ -148,6 +166,11 @@ def run(cfgs: Configs) -> int:
         settings.update(generator=gckpt["generator"], g_path=ev.g_path,
                         generator_trained_on=f"{gckpt['arch']}/{gckpt['dataset']}")
     cfgs = cfgs.with_run_dir(settings.get("generator"))
-    run_dir = start_run(cfgs.run, cfgs.to_dict())
-    evaluate_run(cfgs, base, gen, run_dir, device, settings, perturbed_eval=gen is not None)
+    dist_info = init_distributed(device)          # under torchrun the fault seeds are shared out over ranks
+    try:
+        run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)
+        evaluate_run(cfgs, base, gen, run_dir, device, settings, perturbed_eval=gen is not None,
+                     dist_info=dist_info)
+    finally:
+        shutdown(dist_info)
     return 0

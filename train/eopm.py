@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Dict, Sequence
 
 import numpy as np
@@ -28,8 +29,8 @@ from bitflip import FaultConfig
 from bitflip.ensemble import perturbed_logits
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.ckpt import load_checkpoint
-from common.dist import init_distributed, shutdown
-from common.runs import check_perf, resolve_device, start_run
+from common.dist import DistInfo, barrier, global_batchnorm, init_distributed, shutdown
+from common.runs import UsageError, check_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_batches, make_loader, use_device_data
@@ -80,6 +81,17 @@ def generator_meta(cfgs: Configs) -> dict:
             "base_checkpoint": cfgs.run.checkpoint}
 
 
+def models_per_rank(n_models: int, n_global: bool, info: DistInfo) -> int:
+    """Perturbed models each rank draws per step: -N on every rank (N x world size per global batch),
+    or, with --n-global, -N shared out so that the global batch sees N in all."""
+    if not n_global:
+        return n_models
+    if n_models % info.world_size:
+        raise UsageError(f"--n-global: -N {n_models} does not split evenly over {info.world_size} processes; "
+                         f"give a multiple of {info.world_size}")
+    return n_models // info.world_size
+
+
 def run(cfgs: Configs) -> int:
     cfgs = cfgs.with_run_dir()
     run_cfg, data_cfg, ecfg, fault = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault
@@ -88,12 +100,15 @@ def run(cfgs: Configs) -> int:
     perf = cfgs.perf
     check_perf(perf, device)
     channels_last = perf.use_channels_last(device.type)
+    n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
     base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
     run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
     gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
     if channels_last:
         base, gen = (m.to(memory_format=torch.channels_last) for m in (base, gen))
+    if ecfg.sync_bn and dist_info.enabled:
+        global_batchnorm(gen)                     # the generator's BatchNorm sees the global batch
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
     start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched) if run_cfg.resume else (0, -1.0)
@@ -106,10 +121,11 @@ def run(cfgs: Configs) -> int:
     if dist_info.is_main:
         print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, test_batches, device)
         print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
-              f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images")
+              f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images; "
+              f"{dist_info.world_size} process(es) x {n_local} perturbed models per step")
     lo, hi = ecfg.train_seeds
     prefetch = FaultPrefetcher(fault, perf.resolved_prefetch_workers())
-    ahead = max(1, MAX_AHEAD // ecfg.n_models)            # batches whose fault maps are built early
+    ahead = max(1, MAX_AHEAD // n_local)            # batches whose fault maps are built early
     plan = {"seeds": [], "i": 0}
 
     def step(x, y):
@@ -130,7 +146,7 @@ def run(cfgs: Configs) -> int:
         seed_rng = np.random.default_rng([run_cfg.seed, dist_info.rank, epoch])  # resumable stream
         # the epoch's seeds, drawn up front in the order the batches use them (same stream as drawing
         # per batch), so that their fault maps can be built ahead
-        plan["seeds"] = [seed_rng.integers(lo, hi + 1, size=ecfg.n_models) for _ in range(len(train_loader))]
+        plan["seeds"] = [seed_rng.integers(lo, hi + 1, size=n_local) for _ in range(len(train_loader))]
         plan["i"] = 0
         reseed_epoch(train_loader, run_cfg.seed, epoch)
         net.train()
@@ -151,21 +167,24 @@ def run(cfgs: Configs) -> int:
     try:
         best, _ = fit(run_dir, ecfg.epochs, start_epoch, best, one_epoch, validate, "val_PA_NF",
                       make_checkpoint, dist_info, on_epoch=tb)
+        if dist_info.is_main:
+            print(f"best perturbed accuracy with generator on monitor seeds {ecfg.monitor_seeds}: {best:.2f}% "
+                  f"-> {run_dir / 'best.pt'}; final evaluation over {len(cfgs.eval.seeds)} seeds:")
+        barrier(dist_info)                       # best.pt is written by rank 0; every rank evaluates it
+        best_pt = Path(run_cfg.run_dir) / "best.pt"
+        gen.load_state_dict(load_checkpoint(best_pt, kind="generator")["state_dict"])
+        gen.eval()
+        evaluate_run(cfgs, base, gen, run_dir, device, {
+            "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
+            "g_path": str(best_pt), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
+            "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs,
+            "world_size": dist_info.world_size, "n_global": ecfg.n_global}, dist_info=dist_info)
     finally:
         if tb is not None:
             tb.close()
         prefetch.close()
         shutdown(dist_info)
-    if not dist_info.is_main:
-        return 0
-    print(f"best perturbed accuracy with generator on monitor seeds {ecfg.monitor_seeds}: {best:.2f}% "
-          f"-> {run_dir / 'best.pt'}; final evaluation over {len(cfgs.eval.seeds)} seeds:")
-    gen.load_state_dict(load_checkpoint(run_dir / "best.pt", kind="generator")["state_dict"])
-    gen.eval()
-    evaluate_run(cfgs, base, gen, run_dir, device, {
-        "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
-        "g_path": str(run_dir / "best.pt"), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
-        "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs})
-    print(f"training curves: {plot_curves(run_dir)}")
-    print(f"samples: {save_samples(base, gen, *test_batches[0], fault, cfgs.eval.seeds[0], run_dir / 'samples.png')}")
+    if dist_info.is_main:
+        print(f"training curves: {plot_curves(run_dir)}")
+        print(f"samples: {save_samples(base, gen, *test_batches[0], fault, cfgs.eval.seeds[0], run_dir / 'samples.png')}")
     return 0

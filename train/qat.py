@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common.dist import init_distributed, shutdown
+from common.dist import global_batchnorm, init_distributed, shutdown
 from common.runs import check_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
@@ -37,6 +37,8 @@ def run(cfgs: Configs) -> int:
                       input_size=get_dataset_info(data_cfg.dataset).image_size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if dist_info.enabled:
+        global_batchnorm(model)       # BatchNorm over the global batch: w processes at b = 1 process at w·b
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
     start_epoch, best = resume(run_cfg.run_dir, "base", model, opt) if run_cfg.resume else (0, -1.0)
