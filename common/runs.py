@@ -85,16 +85,37 @@ def write_json(path: os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def write_jsonl(path: os.PathLike, rows: List[Dict[str, Any]]) -> None:
+    """Replace a JSON-lines file atomically."""
+    from common.ckpt import atomic_write
+    text = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def append_jsonl(path: os.PathLike, row: Dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row, default=str) + "\n")
 
 
-def read_jsonl(path: os.PathLike) -> List[Dict[str, Any]]:
+def read_jsonl(path: os.PathLike, skip_bad: bool = False) -> List[Dict[str, Any]]:
+    """The rows of a JSON-lines file ([] when absent); `skip_bad` drops lines that are not JSON objects
+    (such as the torn last line of a killed append) instead of raising."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if skip_bad:
+                continue
+            raise
+        if isinstance(row, dict) or not skip_bad:
+            rows.append(row)
+    return rows
 
 
 def seed_everything(seed: int) -> None:
