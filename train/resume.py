@@ -59,8 +59,10 @@ def compare_settings(saved: Dict, current: Dict, kind: str) -> Tuple[List[str], 
         a, b = old.get(key), new.get(key)
         if _same(key, a, b):
             continue
-        text = f"{_name(key)} {a} -> {b}"
-        (changed if key in MAY_CHANGE else refused).append(text)
+        if key in MAY_CHANGE:
+            changed.append(f"{_name(key)} {a} -> {b}")
+        else:
+            refused.append(f"{_name(key)} (run: {a}, command: {b})")
     return refused, changed
 
 
@@ -94,7 +96,7 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     refused, changed = compare_settings(ckpt["config"], current or ckpt["config"], kind)
     if refused:
         raise UsageError(f"-rt: the run in {run_dir} differs from this command in {'; '.join(refused)}; "
-                         f"resume with the run's settings, or start a new run (another --run-dir, or -F)")
+                         f"repeat the run's command with -rt, or start a new run (another --run-dir, or -F)")
     load_state(model, ckpt["state_dict"], path)
     load_state(optimizer, ckpt["optimizer"], path, "optimizer state")
     if scheduler is not None:
