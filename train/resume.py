@@ -18,8 +18,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from common.ckpt import load_checkpoint, load_state, remove_stale_temps
-from common.runs import UsageError, read_jsonl, write_jsonl
+from common.ckpt import code_version, load_checkpoint, load_state
+from common.runs import UsageError, read_jsonl, write_json, write_jsonl
 
 # config sections that describe what a run of each checkpoint kind trains
 SECTIONS = {"base": ("run", "data", "train"), "generator": ("run", "data", "eopm", "fault")}
@@ -104,8 +104,7 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     if is_main:
         print(f"resuming {run_dir} at epoch {ckpt['epoch'] + 2} with its settings: "
               f"{describe(ckpt['config'], kind)}" + (f"; changed: {', '.join(changed)}" if changed else ""))
-        removed = remove_stale_temps(run_dir)
-        if removed:
-            print(f"removed {removed} temporary file(s) an interrupted write left in {run_dir}")
         repair_metrics(run_dir, ckpt["epoch"] + 1, ckpt.get("metrics"))
+        if current is not None:
+            write_json(run_dir / "args.json", {"code_version": code_version(), **current})
     return ckpt["epoch"] + 1, ckpt["best"]
