@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from typing import Callable, Dict, Optional, Sequence
@@ -28,6 +29,7 @@ from eval import energy_mode, neuralfuse, report
 from generators import list_generators
 from models import EXTERNAL_PREFIX, check_arch, list_models
 from train import eopm, qat
+from train.loop import NonFiniteLoss
 
 # mode -> the function that runs it; each takes the Configs built below and returns an exit code.
 MODES: Dict[str, Callable[[Configs], int]] = {
@@ -37,6 +39,9 @@ MODES: Dict[str, Callable[[Configs], int]] = {
     "energy": energy_mode.run,
 }
 ALL_GENERATORS = "all"   # -G all: every generator, for the energy mode only
+MAX_SEED = 2 ** 32 - 1   # --seed: what every RNG the run seeds accepts
+EXIT_USAGE = 2           # a user mistake, reported as one line
+EXIT_DIVERGED = 3        # training stopped at a non-finite loss (last good checkpoint kept)
 
 
 def _ber(text: str) -> float:
@@ -60,6 +65,29 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
     if v < 1:
         raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
+    return v
+
+
+def _real(low: float, low_ok: bool, what: str):
+    """An argparse type: a finite float above `low` (or equal to it when `low_ok`)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; give {what}") from None
+        if not math.isfinite(v) or v < low or (v == low and not low_ok):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; give {what}")
+        return v
+    return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; give a seed in 0..{MAX_SEED}") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{MAX_SEED}; give a non-negative seed")
     return v
 
 
@@ -106,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-rt", action="store_true", **from_field(RunConfig, "resume"))
     g.add_argument("-F", action="store_true", **from_field(RunConfig, "force"))
     g.add_argument("-E", type=_positive, **from_field(TrainConfig, "epochs"))
-    g.add_argument("-LR", type=float, **from_field(TrainConfig, "lr"))
-    g.add_argument("-LM", type=float, **from_field(EOPMConfig, "lam"))
+    g.add_argument("-LR", type=_real(0.0, False, "a finite learning rate > 0"), **from_field(TrainConfig, "lr"))
+    g.add_argument("-LM", type=_real(0.0, True, "a finite λ >= 0"), **from_field(EOPMConfig, "lam"))
     g.add_argument("-N", type=_positive, **from_field(EOPMConfig, "n_models"))
     g.add_argument("-BS", type=_positive, **from_field(DataConfig, "batch_size"))
     g.add_argument("-TBS", type=_positive, **from_field(DataConfig, "test_batch_size"))
@@ -119,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--data-root", **from_field(DataConfig, "root"))
     n.add_argument("--download", action=argparse.BooleanOptionalAction, **from_field(DataConfig, "download"))
     n.add_argument("--device", **from_field(RunConfig, "device"))
-    n.add_argument("--seed", type=int, **from_field(RunConfig, "seed"))
+    n.add_argument("--seed", type=_seed, **from_field(RunConfig, "seed"))
     n.add_argument("--workers", type=int, **from_field(DataConfig, "workers"))
     n.add_argument("--run-dir", **from_field(RunConfig, "run_dir", show=f"{config.RUNS_ROOT}/<named after the mode and its settings>"))
     n.add_argument("--train-limit", type=_positive, **from_field(DataConfig, "train_limit"))
@@ -159,6 +187,10 @@ def build_configs(args: argparse.Namespace) -> Configs:
     if args.G == ALL_GENERATORS and args.mode != "energy":
         raise UsageError(f"-G {ALL_GENERATORS} is only valid for the energy mode; name one generator "
                          f"({', '.join(list_generators())})")
+    if args.mode == "transform_eval" and not args.testing_mode \
+            and field_default(EvalConfig, "testing_mode") not in config.TESTING_MODES:
+        raise UsageError(f"config.py: testing_mode {field_default(EvalConfig, 'testing_mode')!r} is not one of "
+                         f"{', '.join(config.TESTING_MODES)} (or pass --testing-mode)")
     if args.pos < -1 or args.pos >= args.bits:
         raise UsageError(f"-pos {args.pos} is outside -1..{args.bits - 1} (-1 = any bit of a "
                          f"{args.bits}-bit weight)")
@@ -237,7 +269,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return MODES[args.mode](cfgs) or 0
     except (UsageError, CheckpointError, DataMissingError, UnknownName) as e:
         print(f"zs_main.py: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except NonFiniteLoss as e:
+        print(f"zs_main.py: error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     except KeyboardInterrupt:
         print("\nzs_main.py: interrupted; finished epochs are saved (resume with -rt)", file=sys.stderr)
         return 130

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -36,14 +36,26 @@ def code_version() -> str:
     return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
 
 
+TMP_SUFFIX = ".tmp"  # atomic_write's temporary files are ".<name>.<random>.tmp" beside the target
+
+
+@lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """The mode open() would give a new file under this process's umask (mkstemp's 0600 would not)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: os.PathLike, write_fn) -> None:
     """Call write_fn(tmp_path) then rename over `path`, so a crash never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -51,13 +63,26 @@ def atomic_write(path: os.PathLike, write_fn) -> None:
         raise
 
 
+def remove_stale_temps(folder: os.PathLike) -> int:
+    """Delete temporary files a killed atomic_write left in `folder`; returns how many."""
+    stale = [p for p in Path(folder).glob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def save_checkpoint(obj: Dict[str, Any], path: os.PathLike) -> None:
     obj = {"format_version": FORMAT_VERSION, "code_version": code_version(), **obj}
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def load_checkpoint(path: os.PathLike, kind: Optional[str] = None) -> Dict[str, Any]:
-    """Load a checkpoint dict on the CPU; `kind` ('base' or 'generator') is checked when given."""
+# fields a checkpoint of each kind must carry to be used (besides "state_dict")
+REQUIRED_FIELDS = {"base": ("arch", "dataset"), "generator": ("generator", "arch", "dataset")}
+
+
+def load_checkpoint(path: os.PathLike, kind: Optional[str] = None, require: Sequence[str] = ()) -> Dict[str, Any]:
+    """Load a checkpoint dict on the CPU; `kind` ('base' or 'generator') is checked when given, and so
+    are that kind's metadata fields and the extra fields named in `require`."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -69,4 +94,17 @@ def load_checkpoint(path: os.PathLike, kind: Optional[str] = None) -> Dict[str, 
         raise CheckpointError(f"{path} is not a NeuralFuse checkpoint (no 'state_dict' entry)")
     if kind is not None and ckpt.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {ckpt.get('kind', 'unknown')!r} checkpoint, expected a {kind!r} one")
+    absent = [f for f in (*REQUIRED_FIELDS.get(kind, ()), *require) if f not in ckpt]
+    if absent:
+        raise CheckpointError(f"{path} lacks the field(s) {', '.join(absent)}; it was not written by this "
+                              f"code's train/transform_eopm_gen modes (or was edited)")
     return ckpt
+
+
+def load_state(module: Any, state: Dict[str, Any], path: os.PathLike, what: str = "state_dict") -> None:
+    """module.load_state_dict(state), with a mismatch reported as one CheckpointError line."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: its {what} does not fit the model the command builds ({first})") from None

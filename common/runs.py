@@ -48,7 +48,8 @@ class RunSpec(Protocol):
 
 
 def prepare_run_dir(path: os.PathLike, force: bool, resume: bool) -> Path:
-    """Create the run folder; refuse one that already holds a run unless resuming (-rt) or forced (-F)."""
+    """Create the run folder; refuse one that already holds a run unless resuming (-rt) or forced (-F),
+    and a path that is a file or cannot be created. Temporary files of killed writes are removed."""
     path = Path(path)
     if resume:
         if not (path / RESUME_FROM).is_file():
@@ -58,10 +59,18 @@ def prepare_run_dir(path: os.PathLike, force: bool, resume: bool) -> Path:
         if taken and not force:
             raise UsageError(f"run folder {path} already holds {taken[0]}; pass -F to overwrite, -rt to resume "
                              f"or --run-dir to choose another folder")
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--run-dir {path} is a file, not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--run-dir {path} cannot be created ({e.strerror or e}); give a folder you can "
+                         f"write to") from None
     if force and not resume:
         for stale in STALE_ON_FORCE:
             (path / stale).unlink(missing_ok=True)
+    from common.ckpt import remove_stale_temps
+    remove_stale_temps(path)
     return path
 
 
@@ -74,7 +83,7 @@ def start_run(run: RunSpec, record: Mapping[str, Any], is_main: bool = True) -> 
         raise ValueError("start_run needs a resolved run folder")
     path = prepare_run_dir(run.run_dir, run.force, run.resume) if is_main else None
     seed_everything(run.seed)
-    if path is not None:
+    if path is not None and not run.resume:      # a resumed run's args.json: train.resume, once checked
         write_json(path / "args.json", {"code_version": code_version(), **record})
     return path
 
@@ -85,16 +94,37 @@ def write_json(path: os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def write_jsonl(path: os.PathLike, rows: List[Dict[str, Any]]) -> None:
+    """Replace a JSON-lines file atomically."""
+    from common.ckpt import atomic_write
+    text = "".join(json.dumps(r, default=str) + "\n" for r in rows)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def append_jsonl(path: os.PathLike, row: Dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row, default=str) + "\n")
 
 
-def read_jsonl(path: os.PathLike) -> List[Dict[str, Any]]:
+def read_jsonl(path: os.PathLike, skip_bad: bool = False) -> List[Dict[str, Any]]:
+    """The rows of a JSON-lines file ([] when absent); `skip_bad` drops lines that are not JSON objects
+    (such as the torn last line of a killed append) instead of raising."""
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if skip_bad:
+                continue
+            raise
+        if isinstance(row, dict) or not skip_bad:
+            rows.append(row)
+    return rows
 
 
 def seed_everything(seed: int) -> None:

@@ -51,9 +51,27 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
+# The only globals a CIFAR batch file may name: numpy's array/scalar rebuilders (old and new module
+# paths, every pickle protocol) and the str->bytes helper protocol 2 uses. Anything else (os.system,
+# builtins.eval, ...) is refused before it is called, so a planted file cannot run code.
+_SAFE_GLOBALS = {("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype")} | {
+    (f"numpy.{core}.{module}", name) for core in ("core", "_core")
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain containers, strings, numbers and numpy arrays only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (a CIFAR file holds only plain "
+                                         f"data and numpy arrays)")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> Dict[str, object]:
     with open(path, "rb") as fh:
-        d = pickle.load(fh, encoding="bytes")    # the official files are Python-2 pickles
+        d = _PlainUnpickler(fh, encoding="bytes").load()   # the official files are Python-2 pickles
     if not isinstance(d, dict):
         raise ValueError(f"{path.name} holds a {type(d).__name__}, not a dict")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}

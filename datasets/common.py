@@ -12,6 +12,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
@@ -20,6 +21,26 @@ from common.registry import Registry
 
 class DataMissingError(Exception):
     """The dataset's files are not under the data root (and could not be downloaded) or are unreadable."""
+
+
+class BadImageError(DataMissingError):
+    """One image file of a dataset cannot be decoded (found while loading it, perhaps in a worker)."""
+
+    def __init__(self, message: str):
+        if "Traceback" in message:   # re-raised by a DataLoader worker: keep the original one-line message
+            last = message.strip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message)
+
+
+def open_rgb(path: str, dataset: str) -> Image.Image:
+    """Decode one image file as RGB; an unreadable or damaged file is a BadImageError naming it."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"{dataset}: cannot decode image {path} ({type(e).__name__}: {e}); "
+                            f"replace or delete that file") from None
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from .common import DATASETS, DatasetEntry, DatasetInfo, missing
+from .common import DATASETS, DatasetEntry, DatasetInfo, missing, open_rgb
 
 SIZE = 32               # Resize((32, 32)) on both splits, docs/DESIGN.md §3
 PAD = 4                 # RandomCrop padding
@@ -89,8 +88,7 @@ class GTSRBFiles(Dataset):
         return len(self.targets)
 
     def __getitem__(self, i: int):
-        with Image.open(self.paths[i]) as im:
-            img = im.convert("RGB")
+        img = open_rgb(self.paths[i], INFO.name)
         return (self.transform(img) if self.transform else img), self.targets[i]
 
 

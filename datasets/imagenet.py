@@ -9,12 +9,13 @@ train and val hold the same ones (checked: labels are the sorted-folder index, a
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from .common import DATASETS, DatasetEntry, DatasetInfo, missing
+from .common import DATASETS, DatasetEntry, DatasetInfo, missing, open_rgb
 
 SIZE = 224          # pixels per side
 NUM_CLASSES = 10
@@ -33,7 +34,8 @@ def _open(root: Path, train: bool, download: bool) -> tvd.ImageFolder:
         what = f"missing {folder}" + (" (ImageNet-10 cannot be downloaded)" if download else "")
         raise missing(INFO, root, what)
     try:
-        ds = tvd.ImageFolder(str(folder))    # decodes lazily; converts to RGB (some JPEGs are greyscale)
+        # decodes lazily, as RGB (some JPEGs are greyscale); a damaged file is named when it is reached
+        ds = tvd.ImageFolder(str(folder), loader=partial(open_rgb, dataset=INFO.name))
     except Exception as e:                   # no class folders, or no images in them
         raise missing(INFO, root, f"no usable images in {folder}", f"{type(e).__name__}: {e}") from e
     if len(ds.classes) != NUM_CLASSES:

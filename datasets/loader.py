@@ -49,7 +49,7 @@ def make_loader(cfg: DataConfig, train: bool, seed: int, device: torch.device,
     n_workers = _workers(cfg, device)
     return DataLoader(ds, batch_size=cfg.batch_size if train else cfg.test_batch_size, shuffle=shuffle,
                       sampler=sampler, num_workers=n_workers, generator=gen, drop_last=False,
-                      pin_memory=device.type == "cuda", persistent_workers=n_workers > 0)
+                      pin_memory=device.type == "cuda")  # no persistent workers: their seeds must follow the epoch
 
 
 def cache_batches(loader, device: torch.device = None) -> List[Tuple[torch.Tensor, torch.Tensor]]:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -23,6 +24,7 @@ import torch
 from bitflip import FaultConfig
 from bitflip.ensemble import chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
+from common.ckpt import atomic_write
 from common.dist import DistInfo, init_distributed, shutdown
 from common.runs import UsageError, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
@@ -88,18 +90,19 @@ def write_results(run_dir: Path, results: List[Dict], settings: Dict) -> Dict:
     main = {**{k: results[0][k] for k in RESULT_KEYS if k in results[0]},
             "per_seed": results[0]["per_seed"], "settings": settings, "sweep": results}
     write_json(run_dir / "results.json", main)
-    with open(run_dir / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["ber", "seed", "PA", "PA_NF"])
-        for r in results:
-            for s in r["per_seed"]:
-                w.writerow([r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"])
-    with open(run_dir / "sweep.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["ber", *RESULT_KEYS])
-        for r in results:
-            w.writerow([r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)])
+    write_csv(run_dir / "results.csv", ["ber", "seed", "PA", "PA_NF"],
+              [[r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"]
+               for r in results for s in r["per_seed"]])
+    write_csv(run_dir / "sweep.csv", ["ber", *RESULT_KEYS],
+              [[r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)] for r in results])
     return main
+
+
+def write_csv(path: Path, header: List[str], rows: List[List]) -> None:
+    """A CSV file, written atomically like every other result file."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))
 
 
 def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],

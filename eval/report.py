@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -64,11 +65,45 @@ def find_runs(paths: Sequence[str]) -> List[Path]:
 
 
 def load_results(run_dir: Path) -> Dict:
+    """A results.json as a dict; anything else (not text, not JSON, not an object) is a ReportError."""
     path = run_dir / "results.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ReportError(f"{path} is unreadable: {e}") from None
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:        # ValueError covers bad JSON and bytes that are not UTF-8
+        raise ReportError(f"{path} is unreadable: {type(e).__name__}: {e}") from None
+    def bad(want: str, found) -> ReportError:
+        return ReportError(f"{path} is not a results file of this code (expected {want}, found "
+                           f"{type(found).__name__})")
+    if not isinstance(res, dict):
+        raise bad("a JSON object", res)
+    for key, kind in (("settings", dict), ("sweep", list), ("per_seed", list)):
+        if key in res and not isinstance(res[key], kind):
+            raise bad(f"{key!r} as a JSON {'object' if kind is dict else 'list'}", res[key])
+    for entry in res.get("sweep") or []:
+        if not isinstance(entry, dict):
+            raise bad("every 'sweep' entry as a JSON object", entry)
+    return res
+
+
+def check_out(flag: str, out: Optional[str]) -> None:
+    """Refuse an output path (--out, --html) that cannot be a file, before any work is done."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.is_dir():
+        raise ReportError(f"{flag} {out} is a folder; give a file path such as {p / 'report.md'}")
+    parent = next((a for a in p.absolute().parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ReportError(f"{flag} {out}: {parent} is a file, not a folder")
+
+
+@contextmanager
+def _writing(flag: str, out: str):
+    """Turn a failed write of an output file into a one-line ReportError."""
+    try:
+        yield
+    except OSError as e:
+        raise ReportError(f"cannot write {flag} {out}: {e.strerror or e}") from None
 
 
 def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
@@ -178,16 +213,21 @@ def main(argv: Sequence[str]) -> int:
     except SystemExit as e:              # -h, or a usage error already printed as one line
         return int(e.code or 0)
     try:
+        check_out("--out", args.out)
+        check_out("--html", args.html)
         text = build_report(args.run_dirs, args.energy)
+        print(text, end="")
+        if args.out:
+            from common.ckpt import atomic_write
+            with _writing("--out", args.out):
+                atomic_write(args.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            print(f"report written to {args.out}", file=sys.stderr)
+        if args.html:
+            from eval.html_report import write_html
+            with _writing("--html", args.html):
+                page = write_html(args.html, text, find_runs(args.run_dirs))
+            print(f"HTML report written to {page}", file=sys.stderr)
     except ReportError as e:
         print(f"zs_main.py report: error: {e}", file=sys.stderr)
         return 2
-    print(text, end="")
-    if args.out:
-        from common.ckpt import atomic_write
-        atomic_write(args.out, lambda tmp: Path(tmp).write_text(text))
-        print(f"report written to {args.out}", file=sys.stderr)
-    if args.html:
-        from eval.html_report import write_html
-        print(f"HTML report written to {write_html(args.html, text, find_runs(args.run_dirs))}", file=sys.stderr)
     return 0

@@ -65,10 +65,10 @@ def generator_info(name: str) -> Mapping[str, Any]:
 def load_generator(path: str, device: torch.device) -> Tuple[NeuralFuse, dict]:
     """The frozen generator of checkpoint `path` (rebuilt from its own 'generator' and 'bits' fields)
     and the checkpoint dict. Checkpoints without 'bits' are DEFAULT_BITS."""
-    from common.ckpt import load_checkpoint
+    from common.ckpt import load_checkpoint, load_state
     ckpt = load_checkpoint(path, kind="generator")
     gen = get_generator(ckpt["generator"], bits=ckpt.get("bits", DEFAULT_BITS))
-    gen.load_state_dict(ckpt["state_dict"])
+    load_state(gen, ckpt["state_dict"], path)
     return gen.to(device).eval().requires_grad_(False), ckpt
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from common.ckpt import CheckpointError, load_checkpoint
+from common.ckpt import CheckpointError, load_checkpoint, load_state
 from common.runs import UsageError
 from models.quant import DEFAULT_BITS
 
@@ -44,5 +44,5 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
     if not isinstance(ckpt.get("num_classes"), int):
         raise CheckpointError(f"{path} does not record its class count ('num_classes'); retrain it")
     model = get_model(arch, ckpt["num_classes"], bits, input_size=dataset_shape(dataset)[1])
-    model.load_state_dict(ckpt["state_dict"])
+    load_state(model, ckpt["state_dict"], path)
     return model.to(device).eval().requires_grad_(False)

@@ -109,7 +109,9 @@ def test_refuses_overwrite_then_resumes(chain, cifar_root, capsys):
     args = ["vgg11", "train", "cifar10", "--run-dir", chain / "base", *data]
     assert run_cli(*args, "-E", 1) == 2
     assert "-F" in capsys.readouterr().err
-    assert run_cli(*args, "-E", 2, "-rt") == 0                       # continues with epoch 2
+    assert run_cli(*args, "-E", 2, "-rt") == 2                       # -LR differs from the run's
+    assert "-LR (run: 0.01, command: 0.001)" in capsys.readouterr().err
+    assert run_cli(*args, "-E", 2, "-LR", 0.01, "-rt") == 0          # continues with epoch 2
     assert [r["epoch"] for r in read_jsonl(chain / "base" / "metrics.jsonl")] == [0, 1]
     assert load_checkpoint(chain / "base" / "last.pt")["epoch"] == 1
 

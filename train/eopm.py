@@ -40,7 +40,8 @@ from eval.plots import plot_curves
 from eval.samples import save_samples
 from generators import get_generator
 from models import load_base
-from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
+from train.loop import fit, reseed_epoch, train_one_epoch, wrap_ddp
+from train.resume import resume
 
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -111,7 +112,8 @@ def run(cfgs: Configs) -> int:
         global_batchnorm(gen)                     # the generator's BatchNorm sees the global batch
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
-    start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched) if run_cfg.resume else (0, -1.0)
+    start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched,
+                          current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(gen, device, dist_info)
 
     train_loader = make_batches(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info,
@@ -148,7 +150,7 @@ def run(cfgs: Configs) -> int:
         # per batch), so that their fault maps can be built ahead
         plan["seeds"] = [seed_rng.integers(lo, hi + 1, size=n_local) for _ in range(len(train_loader))]
         plan["i"] = 0
-        reseed_epoch(train_loader, run_cfg.seed, epoch)
+        reseed_epoch(train_loader, run_cfg.seed, epoch, dist_info.rank)
         net.train()
         m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{ecfg.epochs}", dist_info)
         return {**m, "lr": sched.get_last_lr()[0]}

@@ -10,30 +10,21 @@ Example:
 from __future__ import annotations
 
 import math
+import random
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
+import numpy as np
 import torch
 
-from common.ckpt import load_checkpoint, save_checkpoint
+from common.ckpt import save_checkpoint
 from common.dist import DistInfo, all_reduce_sum
 from common.runs import append_jsonl, progress
 from config import DATA_ORDER_SEED_STRIDE
 
 POSTFIX_EVERY = 20   # batches between progress-bar metric updates (each one syncs with the device)
 Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
-
-
-def resume(run_dir: Path, kind: str, model: torch.nn.Module, optimizer, scheduler=None) -> Tuple[int, float]:
-    """Load `run_dir/last.pt` into model/optimizer(/scheduler); returns (first epoch to run, best)."""
-    ckpt = load_checkpoint(Path(run_dir) / "last.pt", kind=kind)
-    model.load_state_dict(ckpt["state_dict"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    print(f"resuming {run_dir} at epoch {ckpt['epoch'] + 2}")
-    return ckpt["epoch"] + 1, ckpt["best"]
 
 
 def wrap_ddp(module: torch.nn.Module, device: torch.device, dist_info: DistInfo) -> torch.nn.Module:
@@ -43,32 +34,71 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device, dist_info: DistInfo)
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
 
 
-def reseed_epoch(loader, seed: int, epoch: int) -> None:
-    """Data order depends only on (seed, epoch), so a resumed run sees the same batches."""
+class NonFiniteLoss(Exception):
+    """Training produced a NaN or infinite loss; the message says where and what was kept."""
+
+
+class _BadStep(Exception):
+    """Raised inside an epoch, turned into NonFiniteLoss by `fit`, which knows the epoch."""
+
+
+def reseed_epoch(loader, seed: int, epoch: int, rank: int = 0) -> None:
+    """Every random draw of an epoch depends only on (seed, epoch, rank), so a resumed run repeats it.
+
+    The loader's generator fixes the data order and the worker seeds (DataLoader draws each epoch's
+    worker base seed from it; training loaders must not keep persistent workers). The global RNGs drive
+    the augmentation in the main process (workers=0) and anything else a step draws from them.
+    """
     loader.generator.manual_seed(seed * DATA_ORDER_SEED_STRIDE + epoch)
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
+    words = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)   # two uint32 words
+    torch.manual_seed(int(words[0]) << 32 | int(words[1]))
+    np.random.seed(words)
+    random.seed(int(words[0]) << 32 | int(words[1]))
 
 
 def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: str,
                     dist_info: DistInfo = DistInfo()) -> Dict[str, float]:
-    """Call `step(x, y)` on every batch; return the image-weighted mean of the metrics it returns."""
+    """Call `step(x, y)` on every batch; return the image-weighted mean of the metrics it returns.
+
+    A non-finite metric raises _BadStep naming the first bad step. It is recorded on the device and
+    read where the loop syncs anyway (every POSTFIX_EVERY batches and at the end), so it costs no
+    extra device round trip; the weights after it are never saved."""
     sums: Dict[str, torch.Tensor] = {}
     n = 0
+    first_bad = torch.tensor(0, device=device)    # 1-based step of the first non-finite metric, 0 = none
     bar = progress(loader, desc)
     for i, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         metrics = step(x, y)                      # floats or 0-dim tensors (kept on the device)
         b = y.numel()
         n += b
+        finite = torch.tensor(True, device=device)
         for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64, device=device) * b
+            v = torch.as_tensor(v, dtype=torch.float64, device=device)
+            sums[k] = sums.get(k, 0.0) + v * b
+            finite = finite & torch.isfinite(v)
+        first_bad = torch.where((first_bad == 0) & ~finite, i + 1, first_bad)
         if i % POSTFIX_EVERY == 0:                # reading a device value waits for the device
+            _raise_if_bad(first_bad, sums, dist_info)
             bar.set_postfix({k: f"{float(v) / n:.3g}" for k, v in sums.items()}, refresh=False)
+    _raise_if_bad(first_bad, sums, dist_info)
     keys = sorted(sums)
     totals = torch.stack([sums[k] for k in keys] + [torch.tensor(float(n), dtype=torch.float64, device=device)])
     totals = all_reduce_sum(totals, dist_info).tolist()
     return {f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals[:-1])}
+
+
+def _raise_if_bad(first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], dist_info: DistInfo) -> None:
+    """Raise _BadStep(step, what) once any process has seen a non-finite metric (all ranks together)."""
+    step = int(first_bad)
+    if dist_info.enabled:                         # every rank must stop at the same point
+        flags = all_reduce_sum(torch.stack([first_bad, (first_bad > 0).long()]).double(), dist_info)
+        step = step or (int(flags[0]) if int(flags[1]) else 0)
+    if step:
+        bad = [k for k, v in sums.items() if not math.isfinite(float(v))]
+        raise _BadStep(step, bad[0] if bad else "loss")
 
 
 def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
@@ -80,12 +110,21 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
 
     `on_epoch(row)`, when given, also receives each epoch's metrics row (e.g. common.tblog's TensorBoard log).
     Checkpoints are written after every epoch (atomically), so an interrupted run loses at most the
-    epoch in progress and `-rt` continues from the next one. Returns (best value, last metrics).
+    epoch in progress and `-rt` continues from the next one; the epoch's metrics line is appended after
+    them (train.resume repairs the log on resume). A non-finite training loss stops the run with
+    NonFiniteLoss, leaving the last good checkpoint as it was. Returns (best value, last metrics).
     """
     row = None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
-        train_metrics = one_epoch(epoch)
+        try:
+            train_metrics = one_epoch(epoch)
+        except _BadStep as e:
+            step, key = e.args
+            kept = (f"the last good checkpoint is {run_dir / 'last.pt'} (epoch {epoch})" if epoch > 0
+                    else "no checkpoint was written")
+            raise NonFiniteLoss(f"non-finite training {key} at epoch {epoch + 1}, step {step}; stopped there "
+                                f"and {kept}; lower -LR (or -LM) and start again") from None
         train_s = time.time() - t0                  # training alone (epoch_time_s adds validation)
         val_metrics = validate(epoch) if dist_info.is_main else {}
         row = {"epoch": epoch, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
@@ -94,13 +133,13 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
             value = val_metrics.get(best_key, -math.inf)
             is_best = value > best
             best = max(best, value)
-            append_jsonl(run_dir / "metrics.jsonl", row)
-            if on_epoch is not None:
-                on_epoch(row)
             ckpt = make_checkpoint(epoch, row, best)
             save_checkpoint(ckpt, run_dir / "last.pt")
             if is_best:
                 save_checkpoint(ckpt, run_dir / "best.pt")
+            append_jsonl(run_dir / "metrics.jsonl", row)
+            if on_epoch is not None:
+                on_epoch(row)
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             log(f"epoch {epoch + 1}/{epochs} {shown}{' *best*' if is_best else ''}")
     return best, row

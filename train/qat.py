@@ -19,7 +19,8 @@ from datasets import cache_batches, get_dataset_info, make_batches, make_loader,
 from eval.accuracy import accuracy
 from eval.plots import plot_curves
 from models import base_checkpoint_meta, get_model
-from train.loop import fit, reseed_epoch, resume, train_one_epoch, wrap_ddp
+from train.loop import fit, reseed_epoch, train_one_epoch, wrap_ddp
+from train.resume import resume
 
 
 def run(cfgs: Configs) -> int:
@@ -41,7 +42,8 @@ def run(cfgs: Configs) -> int:
         global_batchnorm(model)       # BatchNorm over the global batch: w processes at b = 1 process at w·b
     opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                           weight_decay=tcfg.weight_decay)
-    start_epoch, best = resume(run_cfg.run_dir, "base", model, opt) if run_cfg.resume else (0, -1.0)
+    start_epoch, best = resume(run_cfg.run_dir, "base", model, opt,
+                          current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(model, device, dist_info)
 
     train_loader = make_batches(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info,
@@ -65,7 +67,7 @@ def run(cfgs: Configs) -> int:
 
     def one_epoch(epoch):
         net.train()
-        reseed_epoch(train_loader, run_cfg.seed, epoch)
+        reseed_epoch(train_loader, run_cfg.seed, epoch, dist_info.rank)
         m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{tcfg.epochs}", dist_info)
         return {**m, "lr": opt.param_groups[0]["lr"]}
 
