@@ -38,7 +38,7 @@ def _done(run_dir: Path, epochs: int) -> bool:
     """A stage is complete when its last checkpoint reached the requested epoch count."""
     from common.ckpt import CheckpointError, load_checkpoint
     try:
-        return load_checkpoint(run_dir / "last.pt")["epoch"] + 1 >= epochs
+        return load_checkpoint(run_dir / "last.pt")["epoch"] >= epochs
     except CheckpointError:
         return False
 

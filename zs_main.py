@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--run-dir", **from_field(RunConfig, "run_dir", show=f"{config.RUNS_ROOT}/<named after the mode and its settings>"))
     n.add_argument("--train-limit", type=_positive, **from_field(DataConfig, "train_limit"))
     n.add_argument("--test-limit", type=_positive, **from_field(DataConfig, "test_limit"))
+    n.add_argument("--val-size", type=int, **from_field(DataConfig, "val_size",
+                                                        show="10%% of the training split, at most 1000"))
     n.add_argument("--fault-model", choices=list_fault_models(), **from_field(FaultConfig, "model"))
     n.add_argument("--fault-map", action="append", default=None, metavar="DIR",
                    help="chipmap: a chip folder (fmap_sa0_v_<V>.txt, fmap_sa1_v_<V>.txt), an .npz with sa0/sa1, "
@@ -200,8 +202,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
         run=RunConfig(arch=args.arch, mode=args.mode, run_dir=args.run_dir, seed=args.seed, device=args.device,
                       resume=args.rt, force=args.F, checkpoint=args.cp, tensorboard=args.tensorboard),
         data=DataConfig(dataset=args.dataset, root=args.data_root, download=args.download,
-                        train_limit=args.train_limit, test_limit=args.test_limit, batch_size=args.BS,
-                        test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip,
+                        train_limit=args.train_limit, test_limit=args.test_limit, val_size=args.val_size,
+                        batch_size=args.BS, test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip,
                         augment=args.augment),
         train=TrainConfig(epochs=args.E, lr=args.LR),
         eopm=EOPMConfig(generator=generators[0], epochs=args.E, lr=args.LR, lam=args.LM, n_models=args.N,

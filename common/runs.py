@@ -3,7 +3,7 @@ seeds and devices.
 
 Example:
     run_dir = start_run(cfgs.run, cfgs.to_dict())       # guard (-F / -rt), seed, args.json
-    append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "test_acc": 41.2})
+    append_jsonl(run_dir / "metrics.jsonl", {"epoch": 1, "val_acc": 41.2})
 """
 from __future__ import annotations
 

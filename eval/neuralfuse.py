@@ -118,7 +118,8 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
     all_results = []
     for split, is_train in splits:
-        batches = cache_batches(make_loader(data_cfg, train=is_train, seed=TEST_LOADER_SEED, device=device,
+        batches = cache_batches(make_loader(data_cfg, "train" if is_train else "test", seed=TEST_LOADER_SEED,
+                                            device=device,
                                             augment=False, shuffle=False), device)
         n_images = sum(len(y) for _, y in batches)
         if not perturbed_eval:
@@ -158,7 +159,7 @@ def run(cfgs: Configs) -> int:
     base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, device)
     if is_external(cfgs.run.arch):
         print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, cache_batches(make_loader(
-            cfgs.data, train=False, seed=TEST_LOADER_SEED, device=device, shuffle=False)), device)
+            cfgs.data, "test", seed=TEST_LOADER_SEED, device=device, shuffle=False)), device)
     settings = {"testing_mode": ev.testing_mode, "checkpoint": cfgs.run.checkpoint}
     gen = None
     if ev.testing_mode == "generator_base":

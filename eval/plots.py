@@ -87,7 +87,7 @@ def plot_sweep(run_dir: os.PathLike) -> Path:
 
 
 def _series(rows: List[Dict], key: str):
-    pts = [(r["epoch"] + 1, r[key]) for r in rows
+    pts = [(r["epoch"], r[key]) for r in rows
            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     return [p[0] for p in pts], [p[1] for p in pts]
 

@@ -143,9 +143,10 @@ def test_cifar_test_pixels_are_totensor_times_two_minus_one(tmp_path):
     write_cifar(tmp_path, "cifar10")
     ds = _load_quiet("cifar10", tmp_path, train=False)
     x, _ = ds[3]
-    ref = torch.from_numpy(ds.data[3]).permute(2, 0, 1).float() / 255 * 2 - 1   # (3, 32, 32)
+    ref = torch.from_numpy(ds.image(3)).permute(2, 0, 1).float() / 255 * 2 - 1   # (3, 32, 32)
     assert torch.allclose(x, ref)
-    assert ds.data.shape == (N_SPLIT, 32, 32, 3) and ds.data.dtype == np.uint8
+    assert ds.image(3).shape == (32, 32, 3) and ds.image(3).dtype == np.uint8
+    assert len(ds) == N_SPLIT and ds.rows.shape == (N_SPLIT, 3072)
 
 
 def test_hflip_flag_controls_the_flip():
