@@ -21,7 +21,7 @@ from bitflip import FaultConfig, list_fault_models
 from common.ckpt import CheckpointError, code_version
 from common.cli import OneLineParser, field_default, from_field
 from common.registry import UnknownName
-from common.runs import UsageError
+from common.runs import UsageError, interrupted_message
 from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
                     TrainConfig)
 from datasets import DataMissingError, list_datasets
@@ -42,6 +42,7 @@ ALL_GENERATORS = "all"   # -G all: every generator, for the energy mode only
 MAX_SEED = 2 ** 32 - 1   # --seed: what every RNG the run seeds accepts
 EXIT_USAGE = 2           # a user mistake, reported as one line
 EXIT_DIVERGED = 3        # training stopped at a non-finite loss (last good checkpoint kept)
+TRAINING_MODES = ("train", "transform_eopm_gen")   # modes that save epochs into a run folder
 
 
 def _ber(text: str) -> float:
@@ -255,6 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if __name__ == "__main__":
         warnings.showwarning = _one_line_warning   # user-facing warnings as one line (not under pytest)
+    cfgs = None
     try:
         if argv[:1] == ["report"]:
             return report.main(argv[1:])
@@ -276,7 +278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"zs_main.py: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:
-        print("\nzs_main.py: interrupted; finished epochs are saved (resume with -rt)", file=sys.stderr)
+        trains = cfgs is not None and cfgs.run.mode in TRAINING_MODES
+        run_dir = cfgs.with_run_dir().run.run_dir if trains else None
+        print(f"\nzs_main.py: {interrupted_message(run_dir, trains)}", file=sys.stderr)
         return 130
 
 

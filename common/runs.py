@@ -155,3 +155,17 @@ def check_perf(perf, device: torch.device) -> None:
                          f"bf16 is emulated on CPUs without native support (about 45x slower here); drop --amp")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # fastest conv algorithms for the fixed input shapes
+
+
+def interrupted_message(run_dir: Optional[os.PathLike], trains: bool) -> str:
+    """What Ctrl-C leaves behind, said truthfully: how many epochs are saved and whether -rt can resume."""
+    if not trains or run_dir is None:
+        return "interrupted; no results were written"
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pt").is_file():
+        return (f"interrupted before the first epoch finished; nothing to resume in {run_dir} "
+                f"(run the command again without -rt)")
+    done = [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl") if "epoch" in r]
+    last = max(done) if done else "?"
+    return (f"interrupted; epochs 1-{last} are saved in {run_dir / 'last.pt'} "
+            f"(continue with the same command plus -rt)")
