@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from bitflip.ensemble import chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
 from common.ckpt import atomic_write
 from common.dist import DistInfo, init_distributed, shutdown
-from common.runs import UsageError, resolve_device, start_run, write_json
+from common.runs import UsageError, progress, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
@@ -39,10 +40,12 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
-                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1) -> Dict:
+                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
+                   on_seed: Optional[Callable[[Dict], None]] = None) -> Dict:
     """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
     `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
-    coming seeds are built in background threads. Always float32: --amp is for training only."""
+    coming seeds are built in background threads; `on_seed(row)` hears of each finished seed. Always
+    float32: --amp is for training only."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
     fx_batches = None
     if gen is not None:
@@ -59,6 +62,8 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
                 pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
             for i, seed in enumerate(group):
                 rows.append({"seed": seed, "PA": pa[i], **({"PA_NF": pnf[i]} if pnf is not None else {})})
+                if on_seed is not None:
+                    on_seed(rows[-1])
     out["per_seed"] = rows
     return summarize(out)
 
@@ -105,6 +110,19 @@ def write_csv(path: Path, header: List[str], rows: List[List]) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))
 
 
+def seed_progress(total: int, desc: str = "evaluation") -> Tuple[Callable[[str, Dict], None], Callable]:
+    """(tick, close): a bar over seeds x BERs on a terminal; in a log file, one line per seed."""
+    bar = progress(None, desc, in_logs=False, total=total, unit="seed")
+    live = sys.stderr.isatty()
+
+    def tick(label: str, row: Dict) -> None:
+        bar.update(1)
+        if not live:
+            nf = f", PA(NF) {row['PA_NF']:.2f}" if "PA_NF" in row else ""
+            print(f"{desc} {bar.n}/{total}: {label} seed {row['seed']}: PA {row['PA']:.2f}{nf}", flush=True)
+    return tick, bar.close
+
+
 def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],
                  device: torch.device, extra_settings: Dict, perturbed_eval: bool = True,
                  dist_info: DistInfo = DistInfo()) -> Optional[Dict]:
@@ -117,10 +135,11 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
     all_results = []
+    tick, close = seed_progress(len(splits) * len(bers) * len(cfgs.eval.seeds)) if dist_info.is_main \
+        else (lambda label, row: None, lambda: None)              # other ranks: silent
     for split, is_train in splits:
         batches = cache_batches(make_loader(data_cfg, "train" if is_train else "test", seed=TEST_LOADER_SEED,
-                                            device=device,
-                                            augment=False, shuffle=False), device)
+                                            device=device, augment=False, shuffle=False), device)
         n_images = sum(len(y) for _, y in batches)
         if not perturbed_eval:
             res = {"CA": accuracy(base, batches, device, desc="CA")["acc"], "per_seed": [], "ber": None}
@@ -128,12 +147,14 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             all_results.append(res)
         merged = sharded_over_seeds(
             lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
-                                          cfgs.perf.batch_models),
+                                              cfgs.perf.batch_models,
+                                              on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row)),
             bers, cfgs.eval.seeds, dist_info)
         for ber, res in zip(bers, merged or []):
             res = summarize(res)
             res.update(ber=ber, split=split, n_images=n_images)
             all_results.append(res)
+    close()
     if not dist_info.is_main:
         return None
     for res in all_results:

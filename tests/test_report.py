@@ -11,7 +11,7 @@ from PIL import Image
 
 from eval import report
 from eval.paper import CLEAN_ACC, PA_WITHOUT_NF, WITH_NF, paper_numbers
-from eval.plots import plot_curves, plot_sweep
+from eval.plots import plot_curves, plot_sweep, y_range
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SEEDS = [50000, 50001, 50002]
@@ -102,6 +102,12 @@ def test_plot_curves_writes_png(tmp_path, eopm):
     out = plot_curves(run)
     assert out == run / "curves.png"
     assert_png(out)
+
+
+def test_sweep_axis_fits_the_data_and_keeps_ca_lines():
+    lo, hi = y_range([35.6 - 3.3, 38.4 + 4.9, 51.9, 52.5])               # PA band, PA(NF) band, CA lines
+    assert 25 < lo < 32.3 and 52.5 < hi < 60
+    assert y_range([1.0, 99.5]) == (0.0, 100.0)
 
 
 def test_plots_missing_inputs(tmp_path):
