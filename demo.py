@@ -33,6 +33,8 @@ PRESETS = {
                  base_lr=0.02, gen_epochs=1, n_models=2, batch=50),
 }
 
+SHARED_MATERIALIZE = "shared/data/materialize.py"   # the offline copy beside the checkout (make data)
+
 
 def _done(run_dir: Path, epochs: int) -> bool:
     """A stage is complete when its last checkpoint reached the requested epoch count."""
@@ -58,6 +60,14 @@ def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
     _call(name, argv + (["-rt"] if (run_dir / "last.pt").is_file() else []))
 
 
+def _layout_hint(data_root: str) -> str:
+    """The exact command that lays the data out, where this project's shared offline copy is present."""
+    materialize = Path(__file__).resolve().parent.parent / SHARED_MATERIALIZE
+    if not materialize.is_file():
+        return ""
+    return f" Lay out the shared copy with: {sys.executable} {materialize} cifar10 {data_root}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", **from_field(DataConfig, "root"))
@@ -74,7 +84,7 @@ def main(argv=None) -> int:
         load_split("cifar10", a.data_root, train=False, download=a.download)
         load_split("cifar10", a.data_root, train=True, download=a.download)
     except DataMissingError as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
+        print(f"demo.py: error: {e}{_layout_hint(a.data_root)}", file=sys.stderr)
         return 2
 
     common = ["--data-root", a.data_root, "--device", a.device, "--train-limit", str(cfg["train_limit"]),
