@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -113,14 +114,21 @@ def write_csv(path: Path, header: List[str], rows: List[List]) -> None:
 def seed_progress(total: int, desc: str = "evaluation") -> Tuple[Callable[[str, Dict], None], Callable]:
     """(tick, close): a bar over seeds x BERs on a terminal; in a log file, one line per seed."""
     bar = progress(None, desc, in_logs=False, total=total, unit="seed")
-    live = sys.stderr.isatty()
+    live, done = sys.stderr.isatty(), [0]
 
     def tick(label: str, row: Dict) -> None:
         bar.update(1)
+        done[0] += 1
         if not live:
             nf = f", PA(NF) {row['PA_NF']:.2f}" if "PA_NF" in row else ""
-            print(f"{desc} {bar.n}/{total}: {label} seed {row['seed']}: PA {row['PA']:.2f}{nf}", flush=True)
+            print(f"{desc} {done[0]}/{total}: {label} seed {row['seed']}: PA {row['PA']:.2f}{nf}", flush=True)
     return tick, bar.close
+
+
+def seeds_reused(seeds: Sequence[int], train_seeds: Tuple[int, int], monitor_seeds: Sequence[int]) -> List[int]:
+    """Evaluation seeds that EOPM may also have used to train (inclusive range) or select a generator."""
+    lo, hi = train_seeds
+    return sorted(s for s in set(seeds) if lo <= s <= hi or s in set(monitor_seeds))
 
 
 def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],
@@ -134,6 +142,12 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     data_cfg = cfgs.data
     splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
+    if gen is not None:
+        reused = seeds_reused(cfgs.eval.seeds, cfgs.eopm.train_seeds, cfgs.eopm.monitor_seeds)
+        if reused:
+            warnings.warn(f"evaluation fault seeds {reused[:5]}{'...' if len(reused) > 5 else ''} lie in the "
+                          f"EOPM training range {cfgs.eopm.train_seeds} or the monitor seeds "
+                          f"{list(cfgs.eopm.monitor_seeds)}: the generator may have seen these bit errors")
     all_results = []
     tick, close = seed_progress(len(splits) * len(bers) * len(cfgs.eval.seeds)) if dist_info.is_main \
         else (lambda label, row: None, lambda: None)              # other ranks: silent

@@ -125,3 +125,22 @@ def test_ctrl_c_says_what_is_saved(cifar_root, tmp_path, monkeypatch, capsys, fa
     assert expected in err and ("plus -rt" in err) == (fail_at == 2) and "finished epochs are saved" not in err
     monkeypatch.setattr(train.qat, "train_one_epoch", real)
     assert zs_main.main(argv + (["-rt"] if fail_at == 2 else [])) == 0   # the advice works
+
+
+def test_fault_seed_ranges_are_disjoint():
+    import config
+    from eval.neuralfuse import seeds_reused
+    lo, hi = config.TRAIN_FAULT_SEEDS
+    monitor, evaluation = set(config.MONITOR_FAULT_SEEDS), set(config.EVAL_FAULT_SEEDS)
+    assert not monitor & evaluation
+    assert not any(lo <= s <= hi for s in monitor | evaluation)
+    assert seeds_reused(config.EVAL_FAULT_SEEDS, config.TRAIN_FAULT_SEEDS, config.MONITOR_FAULT_SEEDS) == []
+    assert seeds_reused([5, 40001, 50000], (0, 30000), (40001,)) == [5, 40001]
+
+
+def test_evaluation_prints_a_line_per_seed_in_logs(capsys):
+    from eval.neuralfuse import seed_progress
+    tick, close = seed_progress(4)
+    tick("test ber=0.01", {"seed": 50000, "PA": 40.0, "PA_NF": 45.5})
+    close()
+    assert "evaluation 1/4: test ber=0.01 seed 50000: PA 40.00, PA(NF) 45.50" in capsys.readouterr().out
