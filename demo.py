@@ -113,7 +113,7 @@ def main(argv=None) -> int:
           f"{len(res['per_seed'])} fault seeds, {res['settings'].get('test_limit')} test images:")
     print(format_results(res, f"{cfg['arch']} + {cfg['generator']}"))
     print(f"[demo] files: {base_dir}/ (base: best.pt, metrics.jsonl, curves.png), "
-          f"{gen_dir}/ (generator: best.pt, results.json, results.csv, curves.png)")
+          f"{gen_dir}/ (generator: best.pt, results.json, per_seed.csv, summary.csv, curves.png)")
     return 0
 
 

@@ -14,7 +14,7 @@ import argparse
 import math
 import sys
 import warnings
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import config
 from bitflip import FaultConfig, list_fault_models
@@ -248,6 +248,49 @@ def chipmap_configs(args: argparse.Namespace):
         raise UsageError(str(e)) from None
 
 
+def _seed_text(seeds: Sequence[int]) -> str:
+    seeds = list(seeds)
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds))) if seeds else False
+    return f"{seeds[0]}:{seeds[-1] + 1}" if contiguous and len(seeds) > 2 else ",".join(map(str, seeds))
+
+
+def _data_text(c: Configs, parts: str = "train val test") -> str:
+    d = c.data
+    sizes = {"train": d.train_limit or "all", "test": d.test_limit or "all",
+             "val": "default" if d.val_size is None else d.val_size}
+    return f"{d.root}: " + ", ".join(f"{part} {sizes[part]}" for part in parts.split())
+
+
+def _fault_text(c: Configs, bers: Sequence[float] = ()) -> str:
+    f = c.fault
+    where = "" if f.position == -1 else f" bit {f.position}"
+    return f"{f.model} faults{where} at BER {','.join(f'{b:g}' for b in (bers or (f.ber,)))}, {f.bits}-bit"
+
+
+# What each mode's start-up line shows: only the settings it uses (the full set goes to args.json).
+SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
+    "train": lambda c: [_data_text(c), f"-E {c.train.epochs} -LR {c.train.lr:g} -BS {c.data.batch_size}"],
+    "transform_eopm_gen": lambda c: [
+        f"-cp {c.run.checkpoint}", f"-G {c.eopm.generator} -N {c.eopm.n_models} -LM {c.eopm.lam:g}", _fault_text(c),
+        _data_text(c), f"-E {c.eopm.epochs} -LR {c.eopm.lr:g} -BS {c.data.batch_size}",
+        f"eval seeds {_seed_text(c.eval.seeds)}"],
+    "transform_eval": lambda c: [
+        f"-cp {c.run.checkpoint}", f"testing_mode {c.eval.testing_mode}"
+        + (f", G_PATH {c.eval.g_path}" if c.eval.testing_mode == "generator_base" else ""),
+        _fault_text(c, c.eval.bers), _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
+    "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
+                         f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
+}
+
+
+def summary_line(cfgs: Configs) -> str:
+    """One compact line: code version, what runs, and the settings this mode uses."""
+    where = "" if cfgs.run.mode == "energy" else " | full settings: args.json in the run folder"
+    return (f"NeuralFuse {code_version()} | {cfgs.run.arch} {cfgs.run.mode} {cfgs.data.dataset} | "
+            + " | ".join(SUMMARIES[cfgs.run.mode](cfgs)) + f" | seed {cfgs.run.seed}, device {cfgs.run.device}"
+            + where)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"zs_main.py: warning: {message}", file=file or sys.stderr)
 
@@ -268,8 +311,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return sweep_main(argv[1:])
         args = build_parser().parse_args(argv)
         cfgs = build_configs(args)
-        print(f"NeuralFuse {code_version()} | {args.arch} {args.mode} {args.dataset} | "
-              f"configs: {cfgs.to_dict()}", file=sys.stderr if cfgs.energy.json else sys.stdout, flush=True)
+        print(summary_line(cfgs), file=sys.stderr if cfgs.energy.json else sys.stdout, flush=True)
         return MODES[args.mode](cfgs) or 0
     except (UsageError, CheckpointError, DataMissingError, UnknownName) as e:
         print(f"zs_main.py: error: {e}", file=sys.stderr)

@@ -35,7 +35,8 @@ class UsageError(Exception):
 # A folder holding a checkpoint or results is taken (args.json alone: a run that stopped before its
 # first epoch or result, safe to start again).
 RUN_FILES = ("last.pt", "results.json")
-STALE_ON_FORCE = ("metrics.jsonl", "last.pt", "best.pt", "results.json", "results.csv", "sweep.csv")
+STALE_ON_FORCE = ("metrics.jsonl", "last.pt", "best.pt", "results.json", "per_seed.csv", "summary.csv",
+                  "sweep.png", "results.csv", "sweep.csv")   # last two: names used before per_seed/summary
 RESUME_FROM = "last.pt"
 
 

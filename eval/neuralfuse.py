@@ -26,8 +26,8 @@ import torch
 from bitflip import FaultConfig
 from bitflip.ensemble import chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
-from common.ckpt import atomic_write
 from common.dist import DistInfo, init_distributed, shutdown
+from common.ckpt import atomic_write
 from common.runs import UsageError, progress, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
@@ -81,26 +81,35 @@ def summarize(res: Dict) -> Dict:
     return res
 
 
-def format_results(res: Dict, label: str) -> str:
-    """A two-line text table (header + `label` row) of one results entry; '-' where not measured."""
-    head = f"{'':<28} {'CA':>6} {'PA':>14} {'CA(NF)':>7} {'PA(NF)':>14} {'RP':>7}"
+TABLE_HEAD = f"{'':<28} {'CA':>6} {'PA':>14} {'CA(NF)':>7} {'PA(NF)':>14} {'RP':>7}"
+PER_SEED_CSV = "per_seed.csv"     # one row per (split, BER, fault seed): PA and PA(NF) of that seed
+SUMMARY_CSV = "summary.csv"       # one row per (split, BER): CA, PA mean/std, CA(NF), PA(NF) mean/std, RP
+
+
+def results_row(res: Dict, label: str) -> str:
+    """One text-table row (under TABLE_HEAD) of a results entry; '-' where not measured."""
     pa = f"{res['PA_mean']:7.2f} ± {res['PA_std']:4.1f}" if "PA_mean" in res else f"{'-':>14}"
     nf = (f"{res['CA_NF']:7.2f} {res['PA_NF_mean']:7.2f} ± {res['PA_NF_std']:4.1f} {res['RP']:+7.2f}"
           if "CA_NF" in res else f"{'-':>7} {'-':>14} {'-':>7}")
-    line = f"{label:<28} {res['CA']:6.2f} {pa} {nf}"
-    return head + "\n" + line
+    return f"{label:<28} {res['CA']:6.2f} {pa} {nf}"
+
+
+def format_results(res: Dict, label: str) -> str:
+    """A two-line text table (header + `label` row) of one results entry."""
+    return TABLE_HEAD + "\n" + results_row(res, label)
 
 
 def write_results(run_dir: Path, results: List[Dict], settings: Dict) -> Dict:
-    """results.json (first BER at top level, every BER under 'sweep'), results.csv, sweep.csv."""
+    """results.json (first entry at top level, every (split, BER) under 'sweep'), per_seed.csv, summary.csv."""
     main = {**{k: results[0][k] for k in RESULT_KEYS if k in results[0]},
             "per_seed": results[0]["per_seed"], "settings": settings, "sweep": results}
     write_json(run_dir / "results.json", main)
-    write_csv(run_dir / "results.csv", ["ber", "seed", "PA", "PA_NF"],
-              [[r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"]
+    write_csv(run_dir / PER_SEED_CSV, ["split", "ber", "seed", "PA", "PA_NF"],
+              [[r.get("split"), r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"]
                for r in results for s in r["per_seed"]])
-    write_csv(run_dir / "sweep.csv", ["ber", *RESULT_KEYS],
-              [[r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)] for r in results])
+    write_csv(run_dir / SUMMARY_CSV, ["split", "ber", *RESULT_KEYS],
+              [[r.get("split"), r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)]
+               for r in results])
     return main
 
 
@@ -171,9 +180,10 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     close()
     if not dist_info.is_main:
         return None
+    print(TABLE_HEAD)                                    # one header, then a row per (split, BER)
     for res in all_results:
         label = "clean" if res["ber"] is None else f"ber={res['ber']:g}"
-        print(format_results(res, f"{cfgs.run.arch} {res['split']} {label}"))
+        print(results_row(res, f"{cfgs.run.arch} {res['split']} {label}"))
     settings = {"arch": cfgs.run.arch, "dataset": data_cfg.dataset, "fault": asdict(cfgs.fault),
                 "fault_model": cfgs.fault.model, "ber": bers[0] if bers else None,
                 "seeds": list(cfgs.eval.seeds) if perturbed_eval else [], "test_limit": data_cfg.test_limit,

@@ -59,7 +59,7 @@ def test_eopm_and_eval_results(chain):
         assert keys <= set(res)
         assert len(res["per_seed"]) == n_seeds
         assert res["settings"]["fault_model"] == "official" and res["settings"]["arch"] == "vgg11"
-        assert (run / "results.csv").is_file() and (run / "sweep.csv").is_file()
+        assert (run / "per_seed.csv").is_file() and (run / "summary.csv").is_file()
     sweep = json.loads((chain / "eval" / "results.json").read_text())["sweep"]
     assert [r["ber"] for r in sweep] == [0.01, 0.002]
     gck = load_checkpoint(chain / "gen" / "best.pt", kind="generator")
