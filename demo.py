@@ -27,9 +27,9 @@ from config import RUNS_ROOT, DataConfig, RunConfig
 # "cpu" is the setting of docs/DESIGN.md §12 (the released code measured at CPU scale), so the demo is also
 # a parity check; measured on a 2-core CPU it shows PA well below CA and PA(NF) above PA (README, Demo).
 PRESETS = {
-    "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, test_limit=1000, base_epochs=6,
-                base_lr=0.02, gen_epochs=3, n_models=4, batch=64),
-    "tiny": dict(arch="vgg11", generator="UNetS", train_limit=100, test_limit=50, base_epochs=1,
+    "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, val_size=1000, test_limit=1000,
+                base_epochs=6, base_lr=0.02, gen_epochs=3, n_models=4, batch=64),
+    "tiny": dict(arch="vgg11", generator="UNetS", train_limit=100, val_size=20, test_limit=50, base_epochs=1,
                  base_lr=0.02, gen_epochs=1, n_models=2, batch=50),
 }
 
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
         return 2
 
     common = ["--data-root", a.data_root, "--device", a.device, "--train-limit", str(cfg["train_limit"]),
-              "--test-limit", str(cfg["test_limit"]), "-BS", str(cfg["batch"]), "-TBS", "250",
+              "--test-limit", str(cfg["test_limit"]), "--val-size", str(cfg["val_size"]), "-BS", str(cfg["batch"]),
+              "-TBS", "250",
               "--download" if a.download else "--no-download"]
     base_dir, gen_dir, eval_dir = out / "base", out / "generator", out / "eval"
     _stage("1/3 base model QAT", [cfg["arch"], "train", "cifar10", "-E", str(cfg["base_epochs"]), "-LR",
