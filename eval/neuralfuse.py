@@ -151,7 +151,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     data_cfg = cfgs.data
     splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
-    if gen is not None:
+    if gen is not None and cfgs.fault.model != "chipmap":   # chipmap: the measured maps are shared on purpose
         reused = seeds_reused(cfgs.eval.seeds, cfgs.eopm.train_seeds, cfgs.eopm.monitor_seeds)
         if reused:
             warnings.warn(f"evaluation fault seeds {reused[:5]}{'...' if len(reused) > 5 else ''} lie in the "
