@@ -247,7 +247,7 @@ def main(argv: Sequence[str]) -> int:
         if args.html:
             from eval.html_report import write_html
             with _writing("--html", args.html):
-                page = write_html(args.html, text, find_runs(args.run_dirs))
+                page = write_html(args.html, text, [run for run, _ in find_runs(args.run_dirs)])
             print(f"HTML report written to {page}", file=sys.stderr)
     except ReportError as e:
         print(f"zs_main.py report: error: {e}", file=sys.stderr)
