@@ -1,15 +1,17 @@
 # Two commands set everything up on a fresh machine:
 #   make demo DATA_ROOT=./data   # venv + deps, then the NeuralFuse pipeline end to end on CIFAR-10
 #   make test                    # venv + deps (+ requirements-optional.txt), then the pytest suite (CPU)
+# Offline machines of this project: `make data DATA_ROOT=./data` lays out the shared CIFAR-10 copy first.
 PYTHON ?= python3
 VENV ?= .venv
 DATA_ROOT ?= ./data
 DEMO_ARGS ?=
+SHARED_DATA ?= ../shared/data
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OPT_STAMP := $(VENV)/.installed-optional
 
-.PHONY: demo test bench gpu-check clean-venv
+.PHONY: demo data test bench gpu-check clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +25,9 @@ $(OPT_STAMP): $(STAMP) requirements-optional.txt
 
 demo: $(STAMP)
 	$(PY) demo.py --data-root $(DATA_ROOT) $(DEMO_ARGS)
+
+data: $(STAMP)
+	$(PY) $(SHARED_DATA)/materialize.py cifar10 $(DATA_ROOT)
 
 test: $(OPT_STAMP)
 	$(PY) -m pytest -q

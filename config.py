@@ -42,6 +42,7 @@ def opt(default: Any = None, help: str = "", **kw: Any) -> Any:
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not allowed in frozen configs")
     return field(default=default, metadata={"help": help}, **kw)
+VAL_SPLIT_SEED = 1                              # validation images held out of the training split
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,16 @@ class DataConfig:
     download: bool = opt(True, "download through torchvision when missing (needs internet)")
     train_limit: Optional[int] = opt(None, "class-balanced training subset size (images; none = full split)")
     test_limit: Optional[int] = opt(None, "class-balanced test subset size (images; none = full split)")
+    val_size: Optional[int] = opt(None, "validation images held out of the training split (class-balanced, "
+                                  "fixed seed; datasets/splits.py) that pick best.pt; 0 = none, best.pt = the "
+                                  "last epoch; none = 10%% of the split, at most 1000")
     batch_size: int = opt(256, "training batch size, images (released README)")
     test_batch_size: int = opt(256, "test batch size, images")
     workers: int = opt(-1, "DataLoader worker processes; -1 = 0 on CPU, min(8, cores) on CUDA")
     hflip: bool = opt(True, "GTSRB: horizontal flip in training (the released code flips traffic signs)")
     augment: bool = opt(True, "training augmentation (crop, flip); off: images match across DDP runs")
     subset_seed: int = SUBSET_SEED
+    val_seed: int = VAL_SPLIT_SEED
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Every stage runs through `zs_main.main`, the same code path as the command line;
 are printed so they can be rerun or scaled up.
 
 Example:
-    python demo.py --data-root ./data            # ~15 min on 2 CPU cores
+    python demo.py --data-root ./data            # about 20 min on 2 CPU cores (README)
     python demo.py --data-root ./data --preset tiny --out /tmp/nf_demo
 """
 from __future__ import annotations
@@ -27,18 +27,20 @@ from config import RUNS_ROOT, DataConfig, RunConfig
 # "cpu" is the setting of docs/DESIGN.md §12 (the released code measured at CPU scale), so the demo is also
 # a parity check; measured on a 2-core CPU it shows PA well below CA and PA(NF) above PA (README, Demo).
 PRESETS = {
-    "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, test_limit=1000, base_epochs=6,
-                base_lr=0.02, gen_epochs=3, n_models=4, batch=64),
-    "tiny": dict(arch="vgg11", generator="UNetS", train_limit=100, test_limit=50, base_epochs=1,
+    "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, val_size=1000, test_limit=1000,
+                base_epochs=6, base_lr=0.02, gen_epochs=3, n_models=4, batch=64),
+    "tiny": dict(arch="vgg11", generator="UNetS", train_limit=100, val_size=20, test_limit=50, base_epochs=1,
                  base_lr=0.02, gen_epochs=1, n_models=2, batch=50),
 }
+
+SHARED_MATERIALIZE = "shared/data/materialize.py"   # the offline copy beside the checkout (make data)
 
 
 def _done(run_dir: Path, epochs: int) -> bool:
     """A stage is complete when its last checkpoint reached the requested epoch count."""
     from common.ckpt import CheckpointError, load_checkpoint
     try:
-        return load_checkpoint(run_dir / "last.pt")["epoch"] + 1 >= epochs
+        return load_checkpoint(run_dir / "last.pt")["epoch"] >= epochs
     except CheckpointError:
         return False
 
@@ -58,6 +60,14 @@ def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
     _call(name, argv + (["-rt"] if (run_dir / "last.pt").is_file() else []))
 
 
+def _layout_hint(data_root: str) -> str:
+    """The exact command that lays the data out, where this project's shared offline copy is present."""
+    materialize = Path(__file__).resolve().parent.parent / SHARED_MATERIALIZE
+    if not materialize.is_file():
+        return ""
+    return f" Lay out the shared copy with: {sys.executable} {materialize} cifar10 {data_root}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", **from_field(DataConfig, "root"))
@@ -74,11 +84,12 @@ def main(argv=None) -> int:
         load_split("cifar10", a.data_root, train=False, download=a.download)
         load_split("cifar10", a.data_root, train=True, download=a.download)
     except DataMissingError as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
+        print(f"demo.py: error: {e}{_layout_hint(a.data_root)}", file=sys.stderr)
         return 2
 
     common = ["--data-root", a.data_root, "--device", a.device, "--train-limit", str(cfg["train_limit"]),
-              "--test-limit", str(cfg["test_limit"]), "-BS", str(cfg["batch"]), "-TBS", "250",
+              "--test-limit", str(cfg["test_limit"]), "--val-size", str(cfg["val_size"]), "-BS", str(cfg["batch"]),
+              "-TBS", "250",
               "--download" if a.download else "--no-download"]
     base_dir, gen_dir, eval_dir = out / "base", out / "generator", out / "eval"
     _stage("1/3 base model QAT", [cfg["arch"], "train", "cifar10", "-E", str(cfg["base_epochs"]), "-LR",
@@ -103,7 +114,7 @@ def main(argv=None) -> int:
           f"{len(res['per_seed'])} fault seeds, {res['settings'].get('test_limit')} test images:")
     print(format_results(res, f"{cfg['arch']} + {cfg['generator']}"))
     print(f"[demo] files: {base_dir}/ (base: best.pt, metrics.jsonl, curves.png), "
-          f"{gen_dir}/ (generator: best.pt, results.json, results.csv, curves.png)")
+          f"{gen_dir}/ (generator: best.pt, results.json, per_seed.csv, summary.csv, curves.png)")
     return 0
 
 

@@ -123,7 +123,7 @@ def status(run: Run) -> str:
     else:
         from common.runs import read_jsonl
         rows = read_jsonl(run.run_dir / "metrics.jsonl")
-        if rows and rows[-1]["epoch"] + 1 >= run.epochs and (run.run_dir / "best.pt").is_file():
+        if rows and rows[-1]["epoch"] >= run.epochs and (run.run_dir / "best.pt").is_file():
             return "done"
     return "partial" if (run.run_dir / "last.pt").is_file() else "new"
 

@@ -14,14 +14,14 @@ import argparse
 import math
 import sys
 import warnings
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import config
 from bitflip import FaultConfig, list_fault_models
 from common.ckpt import CheckpointError, code_version
 from common.cli import OneLineParser, field_default, from_field
 from common.registry import UnknownName
-from common.runs import UsageError
+from common.runs import UsageError, interrupted_message
 from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
                     TrainConfig)
 from datasets import DataMissingError, list_datasets
@@ -42,6 +42,7 @@ ALL_GENERATORS = "all"   # -G all: every generator, for the energy mode only
 MAX_SEED = 2 ** 32 - 1   # --seed: what every RNG the run seeds accepts
 EXIT_USAGE = 2           # a user mistake, reported as one line
 EXIT_DIVERGED = 3        # training stopped at a non-finite loss (last good checkpoint kept)
+TRAINING_MODES = ("train", "transform_eopm_gen")   # modes that save epochs into a run folder
 
 
 def _ber(text: str) -> float:
@@ -152,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--run-dir", **from_field(RunConfig, "run_dir", show=f"{config.RUNS_ROOT}/<named after the mode and its settings>"))
     n.add_argument("--train-limit", type=_positive, **from_field(DataConfig, "train_limit"))
     n.add_argument("--test-limit", type=_positive, **from_field(DataConfig, "test_limit"))
+    n.add_argument("--val-size", type=int, **from_field(DataConfig, "val_size",
+                                                        show="10%% of the training split, at most 1000"))
     n.add_argument("--fault-model", choices=list_fault_models(), **from_field(FaultConfig, "model"))
     n.add_argument("--fault-map", action="append", default=None, metavar="DIR",
                    help="chipmap: a chip folder (fmap_sa0_v_<V>.txt, fmap_sa1_v_<V>.txt), an .npz with sa0/sa1, "
@@ -200,8 +203,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
         run=RunConfig(arch=args.arch, mode=args.mode, run_dir=args.run_dir, seed=args.seed, device=args.device,
                       resume=args.rt, force=args.F, checkpoint=args.cp, tensorboard=args.tensorboard),
         data=DataConfig(dataset=args.dataset, root=args.data_root, download=args.download,
-                        train_limit=args.train_limit, test_limit=args.test_limit, batch_size=args.BS,
-                        test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip,
+                        train_limit=args.train_limit, test_limit=args.test_limit, val_size=args.val_size,
+                        batch_size=args.BS, test_batch_size=args.TBS, workers=args.workers, hflip=args.hflip,
                         augment=args.augment),
         train=TrainConfig(epochs=args.E, lr=args.LR),
         eopm=EOPMConfig(generator=generators[0], epochs=args.E, lr=args.LR, lam=args.LM, n_models=args.N,
@@ -245,6 +248,49 @@ def chipmap_configs(args: argparse.Namespace):
         raise UsageError(str(e)) from None
 
 
+def _seed_text(seeds: Sequence[int]) -> str:
+    seeds = list(seeds)
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds))) if seeds else False
+    return f"{seeds[0]}:{seeds[-1] + 1}" if contiguous and len(seeds) > 2 else ",".join(map(str, seeds))
+
+
+def _data_text(c: Configs, parts: str = "train val test") -> str:
+    d = c.data
+    sizes = {"train": d.train_limit or "all", "test": d.test_limit or "all",
+             "val": "default" if d.val_size is None else d.val_size}
+    return f"{d.root}: " + ", ".join(f"{part} {sizes[part]}" for part in parts.split())
+
+
+def _fault_text(c: Configs, bers: Sequence[float] = ()) -> str:
+    f = c.fault
+    where = "" if f.position == -1 else f" bit {f.position}"
+    return f"{f.model} faults{where} at BER {','.join(f'{b:g}' for b in (bers or (f.ber,)))}, {f.bits}-bit"
+
+
+# What each mode's start-up line shows: only the settings it uses (the full set goes to args.json).
+SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
+    "train": lambda c: [_data_text(c), f"-E {c.train.epochs} -LR {c.train.lr:g} -BS {c.data.batch_size}"],
+    "transform_eopm_gen": lambda c: [
+        f"-cp {c.run.checkpoint}", f"-G {c.eopm.generator} -N {c.eopm.n_models} -LM {c.eopm.lam:g}", _fault_text(c),
+        _data_text(c), f"-E {c.eopm.epochs} -LR {c.eopm.lr:g} -BS {c.data.batch_size}",
+        f"eval seeds {_seed_text(c.eval.seeds)}"],
+    "transform_eval": lambda c: [
+        f"-cp {c.run.checkpoint}", f"testing_mode {c.eval.testing_mode}"
+        + (f", G_PATH {c.eval.g_path}" if c.eval.testing_mode == "generator_base" else ""),
+        _fault_text(c, c.eval.bers), _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
+    "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
+                         f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
+}
+
+
+def summary_line(cfgs: Configs) -> str:
+    """One compact line: code version, what runs, and the settings this mode uses."""
+    where = "" if cfgs.run.mode == "energy" else " | full settings: args.json in the run folder"
+    return (f"NeuralFuse {code_version()} | {cfgs.run.arch} {cfgs.run.mode} {cfgs.data.dataset} | "
+            + " | ".join(SUMMARIES[cfgs.run.mode](cfgs)) + f" | seed {cfgs.run.seed}, device {cfgs.run.device}"
+            + where)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"zs_main.py: warning: {message}", file=file or sys.stderr)
 
@@ -253,6 +299,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if __name__ == "__main__":
         warnings.showwarning = _one_line_warning   # user-facing warnings as one line (not under pytest)
+    cfgs = None
     try:
         if argv[:1] == ["report"]:
             return report.main(argv[1:])
@@ -264,8 +311,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return sweep_main(argv[1:])
         args = build_parser().parse_args(argv)
         cfgs = build_configs(args)
-        print(f"NeuralFuse {code_version()} | {args.arch} {args.mode} {args.dataset} | "
-              f"configs: {cfgs.to_dict()}", file=sys.stderr if cfgs.energy.json else sys.stdout, flush=True)
+        print(summary_line(cfgs), file=sys.stderr if cfgs.energy.json else sys.stdout, flush=True)
         return MODES[args.mode](cfgs) or 0
     except (UsageError, CheckpointError, DataMissingError, UnknownName) as e:
         print(f"zs_main.py: error: {e}", file=sys.stderr)
@@ -274,7 +320,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"zs_main.py: error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:
-        print("\nzs_main.py: interrupted; finished epochs are saved (resume with -rt)", file=sys.stderr)
+        trains = cfgs is not None and cfgs.run.mode in TRAINING_MODES
+        run_dir = cfgs.with_run_dir().run.run_dir if trains else None
+        print(f"\nzs_main.py: {interrupted_message(run_dir, trains)}", file=sys.stderr)
         return 130
 
 

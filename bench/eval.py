@@ -39,7 +39,7 @@ def reload_baseline(ckpt_path: Path, arch: str, gen, data_cfg: DataConfig, devic
         base = get_model(arch, ckpt["num_classes"])
         base.load_state_dict(ckpt["state_dict"])
         base = base.to(device).eval()
-        loader = make_loader(data_cfg, train=False, seed=0, device=device, augment=False, shuffle=False)
+        loader = make_loader(data_cfg, "test", seed=0, device=device, augment=False, shuffle=False)
         correct = {"PA": 0, "PA_NF": 0}
         n = 0
         with perturbed(base, fault, seed):
@@ -82,7 +82,7 @@ def main() -> None:
         base = get_model(args.arch, 10)
         base.load_state_dict(load_checkpoint(ckpt, kind="base")["state_dict"])
         base = base.to(device).eval().requires_grad_(False)
-        batches = cache_batches(make_loader(data_cfg, train=False, seed=0, device=device, augment=False,
+        batches = cache_batches(make_loader(data_cfg, "test", seed=0, device=device, augment=False,
                                             shuffle=False), device)
         ours = evaluate_seeds(base, gen, batches, device, fault, seeds, args.batch_models)["per_seed"]
         sync()

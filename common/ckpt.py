@@ -71,6 +71,22 @@ def remove_stale_temps(folder: os.PathLike) -> int:
     return len(stale)
 
 
+def share_file(src: os.PathLike, dst: os.PathLike) -> None:
+    """Make `dst` hold exactly `src`'s bytes without storing them twice: a hard link (a copy where the
+    file system has none), put in place atomically. Safe with atomic_write: a later rewrite of `src`
+    renames a new file over it, and `dst` keeps the old bytes."""
+    import shutil
+    src, dst = Path(src), Path(dst)
+
+    def link(tmp: str) -> None:
+        os.unlink(tmp)                   # os.link needs a free name
+        try:
+            os.link(src, tmp)
+        except OSError:                  # no hard links here (some network / FAT file systems)
+            shutil.copyfile(src, tmp)
+    atomic_write(dst, link)
+
+
 def save_checkpoint(obj: Dict[str, Any], path: os.PathLike) -> None:
     obj = {"format_version": FORMAT_VERSION, "code_version": code_version(), **obj}
     atomic_write(path, lambda tmp: torch.save(obj, tmp))

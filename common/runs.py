@@ -3,7 +3,7 @@ seeds and devices.
 
 Example:
     run_dir = start_run(cfgs.run, cfgs.to_dict())       # guard (-F / -rt), seed, args.json
-    append_jsonl(run_dir / "metrics.jsonl", {"epoch": 0, "test_acc": 41.2})
+    append_jsonl(run_dir / "metrics.jsonl", {"epoch": 1, "val_acc": 41.2})
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ class UsageError(Exception):
 # A folder holding a checkpoint or results is taken (args.json alone: a run that stopped before its
 # first epoch or result, safe to start again).
 RUN_FILES = ("last.pt", "results.json")
-STALE_ON_FORCE = ("metrics.jsonl", "last.pt", "best.pt", "results.json", "results.csv", "sweep.csv")
+STALE_ON_FORCE = ("metrics.jsonl", "last.pt", "best.pt", "results.json", "per_seed.csv", "summary.csv",
+                  "sweep.png", "results.csv", "sweep.csv")   # last two: names used before per_seed/summary
 RESUME_FROM = "last.pt"
 
 
@@ -155,3 +156,17 @@ def check_perf(perf, device: torch.device) -> None:
                          f"bf16 is emulated on CPUs without native support (about 45x slower here); drop --amp")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # fastest conv algorithms for the fixed input shapes
+
+
+def interrupted_message(run_dir: Optional[os.PathLike], trains: bool) -> str:
+    """What Ctrl-C leaves behind, said truthfully: how many epochs are saved and whether -rt can resume."""
+    if not trains or run_dir is None:
+        return "interrupted; no results were written"
+    run_dir = Path(run_dir)
+    if not (run_dir / "last.pt").is_file():
+        return (f"interrupted before the first epoch finished; nothing to resume in {run_dir} "
+                f"(run the command again without -rt)")
+    done = [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl") if "epoch" in r]
+    last = max(done) if done else "?"
+    return (f"interrupted; epochs 1-{last} are saved in {run_dir / 'last.pt'} "
+            f"(continue with the same command plus -rt)")

@@ -23,7 +23,7 @@ NOT_LOGGED = {"epoch"}            # the step axis itself
 
 
 class TensorBoardLog:
-    """Callable on each epoch's metrics row; writes its numbers as scalars at step epoch + 1."""
+    """Callable on each epoch's metrics row; writes its numbers as scalars at step = epoch (from 1)."""
 
     def __init__(self, run_dir: os.PathLike, start_epoch: int = 0):
         try:
@@ -35,7 +35,7 @@ class TensorBoardLog:
         self.writer = SummaryWriter(str(Path(run_dir) / SUBDIR), purge_step=start_epoch + 1)
 
     def __call__(self, row: Dict[str, Any]) -> None:
-        step = int(row["epoch"]) + 1
+        step = int(row["epoch"])                   # epochs are numbered from 1 (train.loop.fit)
         for key, value in row.items():
             if key in NOT_LOGGED or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue

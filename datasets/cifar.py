@@ -1,8 +1,11 @@
 """CIFAR-10 / CIFAR-100 from the official python pickles (docs/DESIGN.md §3).
 
 We read the pickles ourselves instead of torchvision's CIFAR classes: those refuse any file whose md5
-differs from the 2009 release (e.g. a re-encoded copy); we only warn. The official md5s are read from
-torchvision's class attributes at run time.
+differs from the 2009 release (e.g. a re-encoded copy); we only warn, once per file per process. The
+official md5s are read from torchvision's class attributes at run time.
+
+Rows stay as stored (N, 3072) and are turned into an image only when an item is read, so a
+--train-limit/--test-limit subset converts only its own rows.
 
     python -c "import datasets; print(len(datasets.load_split('cifar10', 'data', train=True)))"
 """
@@ -12,7 +15,8 @@ import hashlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from functools import lru_cache
+from typing import Dict, List, Set
 
 import numpy as np
 from PIL import Image
@@ -43,7 +47,12 @@ def _official_md5s(tv_cls: type) -> Dict[str, str]:
     return {**dict(tv_cls.train_list + tv_cls.test_list), tv_cls.meta["filename"]: tv_cls.meta["md5"]}
 
 
-def _md5(path: Path) -> str:
+_MD5_WARNED: Set[str] = set()   # files already reported in this process (demo + stages share one)
+
+
+@lru_cache(maxsize=None)
+def _md5(path: str) -> str:
+    """md5 of a file, computed once per process (train and test splits share batches.meta)."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
@@ -78,7 +87,10 @@ def _unpickle(path: Path) -> Dict[str, object]:
 
 
 class CifarPickles(Dataset):
-    """The images of one split as a uint8 (N, 32, 32, 3) array; items are (PIL image -> transform, label)."""
+    """The images of one split as stored, uint8 rows (N, 3072) = (N, 3, 32, 32); items are (PIL image ->
+    transform, label), each converted from its row when read."""
+
+    size = CIFAR_SIZE                # pixels per side
 
     def __init__(self, name: str, root: Path, train: bool, download: bool):
         fam, info = FAMILIES[name], DATASETS.get(name).info
@@ -114,15 +126,16 @@ class CifarPickles(Dataset):
         if ys and not (0 <= min(ys) and max(ys) < info.num_classes):
             raise missing(info, root, f"labels outside 0..{info.num_classes - 1} in {folder}")
 
-        x = np.concatenate(xs).reshape(-1, 3, CIFAR_SIZE, CIFAR_SIZE)    # (N, C, H, W) as stored
-        self.data = np.ascontiguousarray(x.transpose(0, 2, 3, 1))         # (N, H, W, C) uint8
+        self.rows = np.concatenate(xs)                                    # (N, 3072) uint8 as stored
         self.targets: List[int] = ys
         self.classes = classes
         self.transform = None
 
     @staticmethod
     def _warn_if_unofficial(name: str, paths: List[Path], official: Dict[str, str]) -> None:
-        odd = [p.name for p in paths if _md5(p) != official[p.name]]
+        fresh = [p for p in paths if str(p.resolve()) not in _MD5_WARNED]
+        odd = [p.name for p in fresh if _md5(str(p)) != official[p.name]]
+        _MD5_WARNED.update(str(p.resolve()) for p in fresh)
         if odd:
             warnings.warn(f"{name}: md5 of {', '.join(odd)} differs from the official release "
                           f"(a re-encoded copy?); loading anyway", stacklevel=2)
@@ -130,8 +143,12 @@ class CifarPickles(Dataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def image(self, i: int) -> np.ndarray:
+        """Item i as a (32, 32, 3) uint8 array; only the rows that are read get converted."""
+        return np.ascontiguousarray(self.rows[i].reshape(3, CIFAR_SIZE, CIFAR_SIZE).transpose(1, 2, 0))
+
     def __getitem__(self, i: int):
-        img = Image.fromarray(self.data[i])                              # (32, 32, 3) uint8 -> PIL RGB
+        img = Image.fromarray(self.image(i))                             # (32, 32, 3) uint8 -> PIL RGB
         return (self.transform(img) if self.transform else img), self.targets[i]
 
 

@@ -152,20 +152,20 @@ DEVICE_AUGMENT: Dict[str, Callable[[bool], Augment]] = {
 }
 
 
-def load_split_uint8(name: str, root, train: bool, download: bool = False, limit: Optional[int] = None,
-                     subset_seed: int = 0) -> Tuple[torch.Tensor, list]:
+def load_split_uint8(name: str, root, train: bool, download: bool = False,
+                     pick: Optional[Callable[[list], Optional[list]]] = None) -> Tuple[torch.Tensor, list]:
     """The images of a split as uint8 (N, 3, H, W) before augmentation (GTSRB: after its Resize),
-    and their labels; with `limit`, only the class-balanced subset `make_loader` would use."""
+    and their labels; `pick(targets)` gives the indices to keep (None: all), e.g. the part of the
+    split `make_loader` would use (datasets.splits.part_indices)."""
     from pathlib import Path
-    from .common import balanced_subset
     entry = DATASETS.get(name)
     ds = entry.open(Path(root), train, download)
-    n = len(ds.targets)
-    idx = balanced_subset(ds.targets, limit, subset_seed) if limit is not None and limit < n else list(range(n))
+    idx = pick(ds.targets) if pick is not None else None
+    idx = list(range(len(ds.targets))) if idx is None else idx
     labels = [ds.targets[i] for i in idx]
-    data = getattr(ds, "data", None)
-    if isinstance(data, np.ndarray) and data.ndim == 4:                 # CIFAR pickles: (N, H, W, C) uint8
-        return torch.from_numpy(data[idx]).permute(0, 3, 1, 2).contiguous(), labels
+    rows = getattr(ds, "rows", None)
+    if isinstance(rows, np.ndarray):                                    # CIFAR pickles: (N, 3072) uint8, CHW
+        return torch.from_numpy(rows[idx].reshape(-1, 3, ds.size, ds.size)), labels
     ds.transform = T.Compose([*entry.ops(False, True), T.PILToTensor()])  # decode once, no augmentation
     from common.runs import progress
     images = [ds[i][0] for i in progress(idx, f"decode {name}", in_logs=False)]

@@ -1,7 +1,7 @@
 """DataLoaders built from a config.DataConfig: class-balanced subsets, seeded order, DDP sharding.
 
 Example:
-    train_loader = make_loader(data_cfg, train=True, seed=0, device=torch.device("cpu"))
+    train_loader = make_loader(data_cfg, "train", seed=0, device=torch.device("cpu"))
 """
 from __future__ import annotations
 
@@ -17,15 +17,18 @@ if TYPE_CHECKING:                      # the loader only reads DataConfig's fiel
     from config import DataConfig
 
 
-def load_dataset(cfg: DataConfig, train: bool, augment=None):
-    """The split named by `cfg` (optionally limited to a class-balanced subset)."""
-    from datasets import balanced_subset, load_split
-    ds = load_split(cfg.dataset, cfg.root, train=train, download=cfg.download, augment=augment,
-                    hflip=cfg.hflip)
-    limit = cfg.train_limit if train else cfg.test_limit
-    if limit is not None and limit < len(ds):
-        ds = Subset(ds, balanced_subset(ds.targets, limit, cfg.subset_seed))
-    return ds
+def load_dataset(cfg: DataConfig, part: str, augment=None):
+    """The images of `part` ('train', 'val' or 'test', see datasets.splits) named by `cfg`.
+
+    'val' is held out of the training split and never augmented; 'test' is the test split."""
+    from datasets import load_split
+    from datasets.splits import part_indices
+    train = part != "test"
+    ds = load_split(cfg.dataset, cfg.root, train=train, download=cfg.download,
+                    augment=(part == "train") if augment is None else augment, hflip=cfg.hflip)
+    limit = cfg.train_limit if part == "train" else cfg.test_limit if part == "test" else None
+    idx = part_indices(ds.targets, part, limit, cfg.val_size, cfg.subset_seed, cfg.val_seed)
+    return ds if idx is None else Subset(ds, idx)
 
 
 def _workers(cfg: DataConfig, device: torch.device) -> int:
@@ -34,11 +37,12 @@ def _workers(cfg: DataConfig, device: torch.device) -> int:
     return 0 if device.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
-def make_loader(cfg: DataConfig, train: bool, seed: int, device: torch.device,
+def make_loader(cfg: DataConfig, part: str, seed: int, device: torch.device,
                 dist_info: DistInfo = DistInfo(), augment=None, shuffle=None) -> DataLoader:
-    """Training loaders shuffle with a generator seeded from the run seed; test loaders keep order."""
+    """The 'train' loader shuffles with a generator seeded from the run seed; 'val'/'test' keep order."""
+    train = part == "train"
     augment = (train if augment is None else augment) and cfg.augment
-    ds = load_dataset(cfg, train, augment)
+    ds = load_dataset(cfg, part, augment)
     shuffle = train if shuffle is None else shuffle
     sampler = None
     gen = torch.Generator().manual_seed(seed)
@@ -71,15 +75,19 @@ def use_device_data(setting: str, dataset: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and supported and device.type == "cuda")
 
 
-def make_batches(cfg: DataConfig, train: bool, seed: int, device: torch.device, on_device: bool,
+def make_batches(cfg: DataConfig, part: str, seed: int, device: torch.device, on_device: bool,
                  dist_info: DistInfo = DistInfo(), augment=None, shuffle=None):
-    """`make_loader`, or with `on_device` the same split held on the device as uint8 and augmented
-    there in batches (datasets/device.py): same order for the same generator seed."""
+    """`make_loader`, or with `on_device` the same images of `part` held on the device as uint8 and
+    augmented there in batches (datasets/device.py): same order for the same generator seed."""
     if not on_device:
-        return make_loader(cfg, train, seed, device, dist_info, augment, shuffle)
+        return make_loader(cfg, part, seed, device, dist_info, augment, shuffle)
     from datasets.device import DEVICE_AUGMENT, DeviceBatches, load_split_uint8
-    images, targets = load_split_uint8(cfg.dataset, cfg.root, train, cfg.download,
-                                       cfg.train_limit if train else cfg.test_limit, cfg.subset_seed)
+    from datasets.splits import part_indices
+    train = part == "train"
+    limit = cfg.train_limit if train else cfg.test_limit if part == "test" else None
+    images, targets = load_split_uint8(cfg.dataset, cfg.root, part != "test", cfg.download,
+                                       lambda t: part_indices(t, part, limit, cfg.val_size, cfg.subset_seed,
+                                                              cfg.val_seed))
     augment = (train if augment is None else augment) and cfg.augment
     shuffle = train if shuffle is None else shuffle
     batches = DeviceBatches(images, targets, cfg.batch_size if train else cfg.test_batch_size, device,

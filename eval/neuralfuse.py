@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,9 +26,9 @@ import torch
 from bitflip import FaultConfig
 from bitflip.ensemble import chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
-from common.ckpt import atomic_write
 from common.dist import DistInfo, init_distributed, shutdown
-from common.runs import UsageError, resolve_device, start_run, write_json
+from common.ckpt import atomic_write
+from common.runs import UsageError, progress, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
@@ -39,10 +41,12 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
-                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1) -> Dict:
+                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
+                   on_seed: Optional[Callable[[Dict], None]] = None) -> Dict:
     """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
     `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
-    coming seeds are built in background threads. Always float32: --amp is for training only."""
+    coming seeds are built in background threads; `on_seed(row)` hears of each finished seed. Always
+    float32: --amp is for training only."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
     fx_batches = None
     if gen is not None:
@@ -59,6 +63,8 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
                 pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
             for i, seed in enumerate(group):
                 rows.append({"seed": seed, "PA": pa[i], **({"PA_NF": pnf[i]} if pnf is not None else {})})
+                if on_seed is not None:
+                    on_seed(rows[-1])
     out["per_seed"] = rows
     return summarize(out)
 
@@ -75,26 +81,35 @@ def summarize(res: Dict) -> Dict:
     return res
 
 
-def format_results(res: Dict, label: str) -> str:
-    """A two-line text table (header + `label` row) of one results entry; '-' where not measured."""
-    head = f"{'':<28} {'CA':>6} {'PA':>14} {'CA(NF)':>7} {'PA(NF)':>14} {'RP':>7}"
+TABLE_HEAD = f"{'':<28} {'CA':>6} {'PA':>14} {'CA(NF)':>7} {'PA(NF)':>14} {'RP':>7}"
+PER_SEED_CSV = "per_seed.csv"     # one row per (split, BER, fault seed): PA and PA(NF) of that seed
+SUMMARY_CSV = "summary.csv"       # one row per (split, BER): CA, PA mean/std, CA(NF), PA(NF) mean/std, RP
+
+
+def results_row(res: Dict, label: str) -> str:
+    """One text-table row (under TABLE_HEAD) of a results entry; '-' where not measured."""
     pa = f"{res['PA_mean']:7.2f} ± {res['PA_std']:4.1f}" if "PA_mean" in res else f"{'-':>14}"
     nf = (f"{res['CA_NF']:7.2f} {res['PA_NF_mean']:7.2f} ± {res['PA_NF_std']:4.1f} {res['RP']:+7.2f}"
           if "CA_NF" in res else f"{'-':>7} {'-':>14} {'-':>7}")
-    line = f"{label:<28} {res['CA']:6.2f} {pa} {nf}"
-    return head + "\n" + line
+    return f"{label:<28} {res['CA']:6.2f} {pa} {nf}"
+
+
+def format_results(res: Dict, label: str) -> str:
+    """A two-line text table (header + `label` row) of one results entry."""
+    return TABLE_HEAD + "\n" + results_row(res, label)
 
 
 def write_results(run_dir: Path, results: List[Dict], settings: Dict) -> Dict:
-    """results.json (first BER at top level, every BER under 'sweep'), results.csv, sweep.csv."""
+    """results.json (first entry at top level, every (split, BER) under 'sweep'), per_seed.csv, summary.csv."""
     main = {**{k: results[0][k] for k in RESULT_KEYS if k in results[0]},
             "per_seed": results[0]["per_seed"], "settings": settings, "sweep": results}
     write_json(run_dir / "results.json", main)
-    write_csv(run_dir / "results.csv", ["ber", "seed", "PA", "PA_NF"],
-              [[r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"]
+    write_csv(run_dir / PER_SEED_CSV, ["split", "ber", "seed", "PA", "PA_NF"],
+              [[r.get("split"), r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"]
                for r in results for s in r["per_seed"]])
-    write_csv(run_dir / "sweep.csv", ["ber", *RESULT_KEYS],
-              [[r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)] for r in results])
+    write_csv(run_dir / SUMMARY_CSV, ["split", "ber", *RESULT_KEYS],
+              [[r.get("split"), r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)]
+               for r in results])
     return main
 
 
@@ -103,6 +118,26 @@ def write_csv(path: Path, header: List[str], rows: List[List]) -> None:
     buf = io.StringIO()
     csv.writer(buf).writerows([header, *rows])
     atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))
+
+
+def seed_progress(total: int, desc: str = "evaluation") -> Tuple[Callable[[str, Dict], None], Callable]:
+    """(tick, close): a bar over seeds x BERs on a terminal; in a log file, one line per seed."""
+    bar = progress(None, desc, in_logs=False, total=total, unit="seed")
+    live, done = sys.stderr.isatty(), [0]
+
+    def tick(label: str, row: Dict) -> None:
+        bar.update(1)
+        done[0] += 1
+        if not live:
+            nf = f", PA(NF) {row['PA_NF']:.2f}" if "PA_NF" in row else ""
+            print(f"{desc} {done[0]}/{total}: {label} seed {row['seed']}: PA {row['PA']:.2f}{nf}", flush=True)
+    return tick, bar.close
+
+
+def seeds_reused(seeds: Sequence[int], train_seeds: Tuple[int, int], monitor_seeds: Sequence[int]) -> List[int]:
+    """Evaluation seeds that EOPM may also have used to train (inclusive range) or select a generator."""
+    lo, hi = train_seeds
+    return sorted(s for s in set(seeds) if lo <= s <= hi or s in set(monitor_seeds))
 
 
 def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],
@@ -116,10 +151,18 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     data_cfg = cfgs.data
     splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
+    if gen is not None and cfgs.fault.model != "chipmap":   # chipmap: the measured maps are shared on purpose
+        reused = seeds_reused(cfgs.eval.seeds, cfgs.eopm.train_seeds, cfgs.eopm.monitor_seeds)
+        if reused:
+            warnings.warn(f"evaluation fault seeds {reused[:5]}{'...' if len(reused) > 5 else ''} lie in the "
+                          f"EOPM training range {cfgs.eopm.train_seeds} or the monitor seeds "
+                          f"{list(cfgs.eopm.monitor_seeds)}: the generator may have seen these bit errors")
     all_results = []
+    tick, close = seed_progress(len(splits) * len(bers) * len(cfgs.eval.seeds)) if dist_info.is_main \
+        else (lambda label, row: None, lambda: None)              # other ranks: silent
     for split, is_train in splits:
-        batches = cache_batches(make_loader(data_cfg, train=is_train, seed=TEST_LOADER_SEED, device=device,
-                                            augment=False, shuffle=False), device)
+        batches = cache_batches(make_loader(data_cfg, "train" if is_train else "test", seed=TEST_LOADER_SEED,
+                                            device=device, augment=False, shuffle=False), device)
         n_images = sum(len(y) for _, y in batches)
         if not perturbed_eval:
             res = {"CA": accuracy(base, batches, device, desc="CA")["acc"], "per_seed": [], "ber": None}
@@ -127,17 +170,20 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             all_results.append(res)
         merged = sharded_over_seeds(
             lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
-                                          cfgs.perf.batch_models),
+                                              cfgs.perf.batch_models,
+                                              on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row)),
             bers, cfgs.eval.seeds, dist_info)
         for ber, res in zip(bers, merged or []):
             res = summarize(res)
             res.update(ber=ber, split=split, n_images=n_images)
             all_results.append(res)
+    close()
     if not dist_info.is_main:
         return None
+    print(TABLE_HEAD)                                    # one header, then a row per (split, BER)
     for res in all_results:
         label = "clean" if res["ber"] is None else f"ber={res['ber']:g}"
-        print(format_results(res, f"{cfgs.run.arch} {res['split']} {label}"))
+        print(results_row(res, f"{cfgs.run.arch} {res['split']} {label}"))
     settings = {"arch": cfgs.run.arch, "dataset": data_cfg.dataset, "fault": asdict(cfgs.fault),
                 "fault_model": cfgs.fault.model, "ber": bers[0] if bers else None,
                 "seeds": list(cfgs.eval.seeds) if perturbed_eval else [], "test_limit": data_cfg.test_limit,
@@ -158,7 +204,7 @@ def run(cfgs: Configs) -> int:
     base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, device)
     if is_external(cfgs.run.arch):
         print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, cache_batches(make_loader(
-            cfgs.data, train=False, seed=TEST_LOADER_SEED, device=device, shuffle=False)), device)
+            cfgs.data, "test", seed=TEST_LOADER_SEED, device=device, shuffle=False)), device)
     settings = {"testing_mode": ev.testing_mode, "checkpoint": cfgs.run.checkpoint}
     gen = None
     if ev.testing_mode == "generator_base":

@@ -20,8 +20,12 @@ DPI = 120                               # PNG resolution, dots per inch
 NOT_PLOTTED = {"epoch", "lr", "epoch_time_s"}
 LABELS = {"train_loss": "train loss", "test_loss": "test loss", "train_acc": "train acc",
           "test_acc": "test acc", "train_clean_acc": "train acc, clean (M0)",
-          "train_pert_acc": "train acc, perturbed (M_k)", "val_CA_NF": "val CA(NF)",
-          "val_PA": "val PA", "val_PA_NF": "val PA(NF)"}
+          "train_pert_acc": "train acc, perturbed (M_k)", "val_acc": "val acc (held-out train images)",
+          "val_loss": "val loss (held-out train images)",
+          "val_CA_NF": "val CA(NF) (held-out train images)",
+          "val_PA": "val PA (held-out train images, monitor seeds)",
+          "val_PA_NF": "val PA(NF) (held-out train images, monitor seeds)"}
+Y_MARGIN = 3.0                          # sweep.png: points of accuracy above and below the data
 
 
 def _figure(width: float, height: float):
@@ -61,6 +65,7 @@ def plot_sweep(run_dir: os.PathLike) -> Path:
     ber = np.array([r["ber"] for r in rows]) * 100               # (n_ber,) percent
     fig = _figure(7.0, 4.5)
     ax = fig.subplots()
+    shown = []                                                   # every plotted value, for the y range
     curves = [("PA_mean", "PA_std", "PA (base model)", "tab:red"),
               ("PA_NF_mean", "PA_NF_std", "PA(NF) (with generator)", "tab:blue")]
     for mean_key, std_key, label, color in curves:
@@ -70,15 +75,17 @@ def plot_sweep(run_dir: os.PathLike) -> Path:
         std = np.array([r.get(std_key, 0.0) for r in rows])        # (n_ber,)
         ax.errorbar(ber, mean, yerr=std, fmt="o-", capsize=3, color=color, label=f"{label}, mean ± std")
         ax.fill_between(ber, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        shown += [*(mean - std), *(mean + std)]
     for key, label, color in (("CA", "CA", "tab:red"), ("CA_NF", "CA(NF)", "tab:blue")):
         if key in rows[0]:
             ax.axhline(rows[0][key], color=color, linestyle="--", linewidth=1, label=f"{label} (clean)")
+            shown.append(rows[0][key])
     ax.set_xscale("log")
     ax.set_xticks(ber, [f"{b:g}" for b in ber])             # label the evaluated BERs, not powers of 10
     ax.minorticks_off()
     ax.set_xlabel("bit error rate (%)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(*y_range(shown))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     n_img = rows[0].get("n_images")
@@ -86,8 +93,13 @@ def plot_sweep(run_dir: os.PathLike) -> Path:
     return _save(fig, run_dir / "sweep.png")
 
 
+def y_range(values) -> tuple:
+    """Accuracy axis fitted to the plotted values (bands and CA lines), so a 2-point recovery shows."""
+    return max(0.0, min(values) - Y_MARGIN), min(100.0, max(values) + Y_MARGIN)
+
+
 def _series(rows: List[Dict], key: str):
-    pts = [(r["epoch"] + 1, r[key]) for r in rows
+    pts = [(r["epoch"], r[key]) for r in rows
            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     return [p[0] for p in pts], [p[1] for p in pts]
 
@@ -134,4 +146,5 @@ def _curves_title(run_dir: Path) -> str:
         eopm, fault = args.get("eopm", {}), args.get("fault", {})
         what = (f"EOPM {eopm.get('generator', '?')}, λ={eopm.get('lam', '?')}, N={eopm.get('n_models', '?')}, "
                 f"{fault.get('model', '?')} ber={fault.get('ber', '?')}")
-    return f"{run_dir.name}: {run.get('arch', '?')} on {data.get('dataset', '?')} {what}".strip()
+    return (f"{run_dir.name}: {run.get('arch', '?')} on {data.get('dataset', '?')} {what}".strip()
+            + "\nval = images held out of the training split (--val-size), never the test split")

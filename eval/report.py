@@ -1,7 +1,9 @@
 """`report` mode: run folders' results.json → one markdown table laid out like the paper's
 (docs/DESIGN.md §8, §11).
 
-One row per (run, split, BER): base model × generator, dataset, fault model, BER, CA, PA (mean ± std),
+Every results.json at or below the given folders is one run, labelled by its path; the report says how
+many it found. One row per (run, split, BER): base model × generator, dataset, fault model, BER, the
+generator's λ and N, CA, PA (mean ± std),
 CA(NF), PA(NF) (mean ± std), RP, seeds, test images and the energy saving ES of docs/DESIGN.md §10 (eval.energy,
 when it covers the setting). Under each test row whose setting the paper reports (same base model,
 dataset and generator, BER 1% or 0.5%, official 8-bit faults at any bit), a "↳ paper" row repeats the
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="zs_main.py report", description="Tabulate run folders' results.json as markdown, "
                 "beside the paper's numbers where the setting matches.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="a run folder holding results.json, or a folder of such run folders")
+                   help="a folder searched at every depth for runs (folders holding results.json)")
     p.add_argument("--out", default=None, help="also write the table to this file")
     p.add_argument("--html", default=None, metavar="FILE",
                    help="also write one self-contained HTML page: the table, curves, sweep plot and samples")
@@ -49,18 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def find_runs(paths: Sequence[str]) -> List[Path]:
-    """Each path is a run folder with results.json, or a folder whose subfolders are (sorted by name)."""
-    runs: List[Path] = []
+def find_runs(paths: Sequence[str]) -> List[Tuple[Path, str]]:
+    """Every folder holding a results.json at or below each path (nested to any depth), once each, with
+    its label: the path relative to the given path's parent (e.g. 'checkpoints/demo/cpu/generator')."""
+    runs: List[Tuple[Path, str]] = []
+    seen = set()
     for p in map(Path, paths):
-        if (p / "results.json").is_file():
-            runs.append(p)
-            continue
-        children = sorted(c.parent for c in p.glob("*/results.json")) if p.is_dir() else []
-        if not children:
-            why = "does not exist" if not p.exists() else "has no results.json (nor subfolders with one)"
+        found = sorted(f.parent for f in p.rglob("results.json")) if p.is_dir() else []
+        if not found:
+            why = "does not exist" if not p.exists() else "has no results.json at any depth"
             raise ReportError(f"{p} {why}; evaluate it first with transform_eval or transform_eopm_gen")
-        runs.extend(children)
+        base = p.resolve().parent
+        for run in found:
+            if run.resolve() not in seen:
+                seen.add(run.resolve())
+                runs.append((run, str(run.resolve().relative_to(base))))
     return runs
 
 
@@ -106,14 +111,27 @@ def _writing(flag: str, out: str):
         raise ReportError(f"cannot write {flag} {out}: {e.strerror or e}") from None
 
 
-def run_rows(run_dir: Path, res: Dict) -> List[Dict]:
+def _eopm_settings(s: Dict) -> Dict:
+    """λ and N of the generator a result evaluated: from its settings, else from the args.json beside
+    the generator checkpoint (results written by transform_eval before these were recorded)."""
+    if s.get("lam") is not None or not s.get("g_path"):
+        return {"lam": s.get("lam"), "n_models": s.get("n_models")}
+    args = Path(s["g_path"]).parent / "args.json"
+    try:
+        eopm = json.loads(args.read_text()).get("eopm", {})
+    except (OSError, ValueError, AttributeError):
+        return {"lam": None, "n_models": None}
+    return {"lam": eopm.get("lam"), "n_models": eopm.get("n_models")}
+
+
+def run_rows(run_dir: Path, res: Dict, label: Optional[str] = None) -> List[Dict]:
     """One row per (split, BER) of a results.json; a 'clean' result gives one row with CA only."""
     s = res.get("settings", {})
     fault = s.get("fault") or {}
-    common = {"run": run_dir.name, "arch": s.get("arch"), "generator": s.get("generator"),
+    common = {"run": label or run_dir.name, "arch": s.get("arch"), "generator": s.get("generator"),
               "dataset": s.get("dataset"), "fault_model": s.get("fault_model", fault.get("model")),
-              "position": fault.get("position", -1), "bits": fault.get("bits", PAPER_BITS), "lam": s.get("lam"),
-              "trained_on": s.get("generator_trained_on")}
+              "position": fault.get("position", -1), "bits": fault.get("bits", PAPER_BITS),
+              **_eopm_settings(s), "trained_on": s.get("generator_trained_on")}
     entries = res.get("sweep") or [res]
     rows = []
     for e in entries:
@@ -174,7 +192,9 @@ def format_row(row: Dict, energy: bool) -> List[str]:
     ber = row["ber"]
     cells = [row["run"], row["arch"] or DASH, row["generator"] or DASH, row["dataset"] or DASH,
              row["fault_model"] if ber is not None and row["fault_model"] else DASH,
-             f"{ber * 100:g}%" if ber is not None else DASH, row["split"],
+             f"{ber * 100:g}%" if ber is not None else DASH,
+             _num(row.get("lam"), "{:g}") if row["generator"] else DASH,
+             str(row.get("n_models") or DASH) if row["generator"] else DASH, row["split"],
              _num(row["CA"]), _mean_std(row["PA_mean"], row["PA_std"]), _num(row["CA_NF"]),
              _mean_std(row["PA_NF_mean"], row["PA_NF_std"]), _num(row["RP"], "{:+.1f}"),
              str(row["n_seeds"] or DASH), str(row["n_images"] or DASH)]
@@ -184,7 +204,7 @@ def format_row(row: Dict, energy: bool) -> List[str]:
 
 
 def markdown_table(rows: List[Dict], energy: bool) -> str:
-    header = ["run", "base model", "generator", "dataset", "fault model", "BER", "split", "CA", "PA",
+    header = ["run", "base model", "generator", "dataset", "fault model", "BER", "λ", "N", "split", "CA", "PA",
               "CA(NF)", "PA(NF)", "RP", "seeds", "test images"] + (["ES (%)", "ES MAC (%)"] if energy else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(format_row(r, energy)) + " |" for r in rows]
@@ -195,15 +215,17 @@ def build_report(run_dirs: Sequence[str], energy: bool = True) -> str:
     """The markdown report (table + one note line) for the given run folders."""
     rows: List[Dict] = []
     cache: Dict = {}
-    for run_dir in find_runs(run_dirs):
-        for row in run_rows(run_dir, load_results(run_dir)):
+    runs = find_runs(run_dirs)
+    for run_dir, label in runs:
+        for row in run_rows(run_dir, load_results(run_dir), label):
             if energy:
                 row["es_twma"], row["es_mac"] = row_energy_saving(row, cache)
             rows.append(row)
             paper = paper_row(row)
             if paper is not None:
                 rows.append(paper)
-    notes = [NOTE] + [ENERGY_NOTE] * energy + [PAPER_NOTE] * any(r["run"] == PAPER_LABEL for r in rows)
+    found = f"{len(runs)} run{'s' * (len(runs) != 1)} (results.json) found under {', '.join(run_dirs)}."
+    notes = [found, NOTE] + [ENERGY_NOTE] * energy + [PAPER_NOTE] * any(r["run"] == PAPER_LABEL for r in rows)
     return markdown_table(rows, energy) + "\n\n" + " ".join(notes) + "\n"
 
 
@@ -225,7 +247,7 @@ def main(argv: Sequence[str]) -> int:
         if args.html:
             from eval.html_report import write_html
             with _writing("--html", args.html):
-                page = write_html(args.html, text, find_runs(args.run_dirs))
+                page = write_html(args.html, text, [run for run, _ in find_runs(args.run_dirs)])
             print(f"HTML report written to {page}", file=sys.stderr)
     except ReportError as e:
         print(f"zs_main.py report: error: {e}", file=sys.stderr)

@@ -44,10 +44,11 @@ def test_train_writes_run_folder(chain):
     for f in ("args.json", "metrics.jsonl", "last.pt", "best.pt"):
         assert (run / f).is_file(), f
     rows = read_jsonl(run / "metrics.jsonl")
-    assert [r["epoch"] for r in rows] == [0]
+    assert [r["epoch"] for r in rows] == [1]        # numbered from 1, as printed
     ckpt = load_checkpoint(run / "best.pt", kind="base")
     assert ckpt["arch"] == "vgg11" and ckpt["dataset"] == "cifar10" and ckpt["num_classes"] == 10
     assert ckpt["config"]["data"]["train_limit"] == 40
+    assert "val_acc" in rows[0] and not any(k.startswith("test") for k in rows[0])
     assert not list(run.glob("*.tmp")), "no temporary files left behind"
 
 
@@ -58,7 +59,7 @@ def test_eopm_and_eval_results(chain):
         assert keys <= set(res)
         assert len(res["per_seed"]) == n_seeds
         assert res["settings"]["fault_model"] == "official" and res["settings"]["arch"] == "vgg11"
-        assert (run / "results.csv").is_file() and (run / "sweep.csv").is_file()
+        assert (run / "per_seed.csv").is_file() and (run / "summary.csv").is_file()
     sweep = json.loads((chain / "eval" / "results.json").read_text())["sweep"]
     assert [r["ber"] for r in sweep] == [0.01, 0.002]
     gck = load_checkpoint(chain / "gen" / "best.pt", kind="generator")
@@ -112,8 +113,8 @@ def test_refuses_overwrite_then_resumes(chain, cifar_root, capsys):
     assert run_cli(*args, "-E", 2, "-rt") == 2                       # -LR differs from the run's
     assert "-LR (run: 0.01, command: 0.001)" in capsys.readouterr().err
     assert run_cli(*args, "-E", 2, "-LR", 0.01, "-rt") == 0          # continues with epoch 2
-    assert [r["epoch"] for r in read_jsonl(chain / "base" / "metrics.jsonl")] == [0, 1]
-    assert load_checkpoint(chain / "base" / "last.pt")["epoch"] == 1
+    assert [r["epoch"] for r in read_jsonl(chain / "base" / "metrics.jsonl")] == [1, 2]
+    assert load_checkpoint(chain / "base" / "last.pt")["epoch"] == 2
 
 
 def test_checkpoint_mismatch_is_a_user_error(chain, cifar_root, capsys):

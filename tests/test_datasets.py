@@ -143,9 +143,10 @@ def test_cifar_test_pixels_are_totensor_times_two_minus_one(tmp_path):
     write_cifar(tmp_path, "cifar10")
     ds = _load_quiet("cifar10", tmp_path, train=False)
     x, _ = ds[3]
-    ref = torch.from_numpy(ds.data[3]).permute(2, 0, 1).float() / 255 * 2 - 1   # (3, 32, 32)
+    ref = torch.from_numpy(ds.image(3)).permute(2, 0, 1).float() / 255 * 2 - 1   # (3, 32, 32)
     assert torch.allclose(x, ref)
-    assert ds.data.shape == (N_SPLIT, 32, 32, 3) and ds.data.dtype == np.uint8
+    assert ds.image(3).shape == (32, 32, 3) and ds.image(3).dtype == np.uint8
+    assert len(ds) == N_SPLIT and ds.rows.shape == (N_SPLIT, 3072)
 
 
 def test_hflip_flag_controls_the_flip():
@@ -254,3 +255,15 @@ def test_balanced_subset_edge_sizes():
     assert balanced_subset(targets, 10, seed=5) == [0, 1, 2, 3]
     assert balanced_subset(targets, 0, seed=0) == []
     assert len(balanced_subset(targets, 3, seed=0)) == 3
+
+
+def test_gtsrb_subset_opens_only_its_files(tmp_path, monkeypatch):
+    from config import DataConfig
+    from datasets import cache_batches, gtsrb, make_loader
+    write_gtsrb(tmp_path)
+    opened = []
+    real_open = gtsrb.Image.open
+    monkeypatch.setattr(gtsrb.Image, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    cfg = DataConfig("gtsrb", root=str(tmp_path), download=False, test_limit=2, test_batch_size=2)
+    batches = cache_batches(make_loader(cfg, "test", seed=0, device=torch.device("cpu")))
+    assert sum(len(y) for _, y in batches) == 2 and len(opened) == 2          # of 4 test images

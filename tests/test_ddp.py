@@ -44,7 +44,7 @@ def test_ranks_share_out_one_process_batches(cifar_root, epoch, on_device):
     cpu = torch.device("cpu")
 
     def batches(batch_size, info):
-        loader = make_batches(DataConfig(**{**cfg.__dict__, "batch_size": batch_size}), train=True, seed=7,
+        loader = make_batches(DataConfig(**{**cfg.__dict__, "batch_size": batch_size}), "train", seed=7,
                               device=cpu, dist_info=info, on_device=on_device)
         reseed_epoch(loader, 7, epoch)
         return [x for x, _ in loader]
@@ -108,4 +108,4 @@ def test_two_process_eopm_and_two_rank_evaluation(runs):
         assert a["per_seed"] == b["per_seed"] and [r["seed"] for r in a["per_seed"]] == [1, 2, 3]
         for k in ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP"):
             assert a[k] == b[k], k
-    assert (out / "eval1" / "results.csv").read_text() == (out / "gen" / "results.csv").read_text()
+    assert (out / "eval1" / "per_seed.csv").read_text() == (out / "gen" / "per_seed.csv").read_text()

@@ -171,8 +171,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLoss, match=r"epoch 2, step 2.*last good checkpoint .*epoch 1"):
         fit(tmp_path, 3, 0, -1.0, one_epoch, lambda e: {"acc": 1.0}, "acc",
             lambda e, m, b: {"state_dict": model.state_dict(), "epoch": e}, log=lambda s: None)
-    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 0
-    assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1                 # epochs numbered from 1
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
 
 
 def test_huge_learning_rate_stops_with_one_line(cifar_root, tmp_path, capsys):
@@ -192,7 +192,7 @@ def test_resume_repairs_log_and_removes_stale_temps(runs, cifar_root, tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 2) + '{"epoch": 1, "tor')
     assert cli("vgg11", "train", "cifar10", "-rt", "-E", 2, "-LR", 0.01, "--data-root", cifar_root, *TINY,
                "--run-dir", run) == 0
-    assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == [0, 1]
+    assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2]
     assert not list(run.glob("*.tmp"))
 
 

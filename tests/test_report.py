@@ -11,7 +11,7 @@ from PIL import Image
 
 from eval import report
 from eval.paper import CLEAN_ACC, PA_WITHOUT_NF, WITH_NF, paper_numbers
-from eval.plots import plot_curves, plot_sweep
+from eval.plots import plot_curves, plot_sweep, y_range
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SEEDS = [50000, 50001, 50002]
@@ -104,6 +104,12 @@ def test_plot_curves_writes_png(tmp_path, eopm):
     assert_png(out)
 
 
+def test_sweep_axis_fits_the_data_and_keeps_ca_lines():
+    lo, hi = y_range([35.6 - 3.3, 38.4 + 4.9, 51.9, 52.5])               # PA band, PA(NF) band, CA lines
+    assert 25 < lo < 32.3 and 52.5 < hi < 60
+    assert y_range([1.0, 99.5]) == (0.0, 100.0)
+
+
 def test_plots_missing_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         plot_sweep(tmp_path)
@@ -153,11 +159,12 @@ def test_report_table_with_paper_rows(tmp_path, capsys, no_energy_module):
     assert len(paper) == 2                                               # 2% is not in the paper
     row_1 = ours[0]
     assert row_1[1:5] == ["resnet18", "ConvL", "cifar10", "official"]
-    assert row_1[7:14] == ["91.2", "31.0 ± 0.8", "90.0", "71.0 ± 0.8", "+40.0", "3", "1000"]
-    assert row_1[14:] == ["–", "–"]                                      # eval.energy has no answer
-    assert paper[0][7:12] == ["92.6", "38.9 ± 12.4", "89.8", "87.8 ± 1.7", "+48.9"]
-    assert paper[0][14] == "19.0"                                        # Table 2 ES
-    assert paper[1][8] == "70.1 ± 11.6" and paper[1][10] == "–"         # 0.5%: PA only
+    assert row_1[6:8] == ["–", "–"]                                      # λ, N not recorded
+    assert row_1[9:16] == ["91.2", "31.0 ± 0.8", "90.0", "71.0 ± 0.8", "+40.0", "3", "1000"]
+    assert row_1[16:] == ["–", "–"]                                      # eval.energy has no answer
+    assert paper[0][9:14] == ["92.6", "38.9 ± 12.4", "89.8", "87.8 ± 1.7", "+48.9"]
+    assert paper[0][16] == "19.0"                                        # Table 2 ES
+    assert paper[1][10] == "70.1 ± 11.6" and paper[1][12] == "–"         # 0.5%: PA only
     assert all(len(cells(line)) == len(cells(header)) for line in body)
 
 
@@ -176,7 +183,7 @@ def test_report_lambda_ablation(tmp_path, capsys, no_energy_module):
     run = make_eval_run(tmp_path, lam=0.1)
     assert report.main([str(run)]) == 0
     paper = [cells(line) for line in table_lines(capsys.readouterr().out) if report.PAPER_LABEL in line]
-    assert paper[0][10] == "65.7" and paper[0][9] == "–"
+    assert paper[0][12] == "65.7" and paper[0][11] == "–"
 
 
 def test_report_folder_of_runs_and_out_file(tmp_path, capsys, no_energy_module):
@@ -192,10 +199,11 @@ def test_report_folder_of_runs_and_out_file(tmp_path, capsys, no_energy_module):
     printed = capsys.readouterr().out
     assert out_file.read_text() == printed
     names = [cells(line)[0] for line in table_lines(printed)[2:]]
-    assert names == ["a_resnet18", report.PAPER_LABEL, "b_vgg19", report.PAPER_LABEL, "c_clean",
+    assert names == ["runs/a_resnet18", report.PAPER_LABEL, "runs/b_vgg19", report.PAPER_LABEL, "runs/c_clean",
                      report.PAPER_LABEL]
-    clean_row = [cells(line) for line in table_lines(printed) if cells(line)[0] == "c_clean"][0]
-    assert clean_row[7] == "88.0" and clean_row[8] == "–" and clean_row[13] == "10000"
+    clean_row = [cells(line) for line in table_lines(printed) if cells(line)[0] == "runs/c_clean"][0]
+    assert clean_row[9] == "88.0" and clean_row[10] == "–" and clean_row[15] == "10000"
+    assert "3 runs (results.json) found" in printed
     assert "| 88.4 |" in printed                                          # paper CA of VGG11 (§4)
     assert "82.1 ± 4.8" in printed                                        # VGG19 + UNetL at 1%
 
@@ -216,8 +224,8 @@ def test_report_energy_column(tmp_path, capsys, monkeypatch):
     b = make_eval_run(tmp_path, "b", arch="resnet18Py", dataset="imagenet224")
     assert report.main([str(a), str(b)]) == 0
     rows = {(c[0], c[5]): c for c in map(cells, table_lines(capsys.readouterr().out)[2:])}
-    assert rows[("a", "1%")][14:] == ["19.0", "16.0"]
-    assert rows[("b", "1%")][14:] == ["–", "–"]                          # unsupported setting
+    assert rows[("a", "1%")][16:] == ["19.0", "16.0"]
+    assert rows[("b", "1%")][16:] == ["–", "–"]                          # unsupported setting
     assert len(calls) == 3                                               # cached per setting
 
 
@@ -232,10 +240,35 @@ def test_report_missing_results(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_report_finds_nested_runs_and_labels_them(tmp_path, capsys, no_energy_module):
+    gen = make_eval_run(tmp_path / "checkpoints" / "demo" / "cpu", "generator", arch="vgg11", lam=5.0)
+    make_eval_run(tmp_path / "checkpoints", "resnet18_cifar10_ConvL_ber0.01_official")
+    (tmp_path / "checkpoints" / "demo" / "cpu" / "base").mkdir()            # a run without results
+    assert report.main([str(tmp_path / "checkpoints"), str(gen)]) == 0        # gen given twice: once
+    out = capsys.readouterr().out
+    ours = [c for c in map(cells, table_lines(out)[2:]) if c[0] != report.PAPER_LABEL]
+    assert [c[0] for c in ours] == ["checkpoints/demo/cpu/generator",
+                                    "checkpoints/resnet18_cifar10_ConvL_ber0.01_official"]
+    assert ours[0][1:8] == ["vgg11", "ConvL", "cifar10", "official", "1%", "5", "4"]
+    assert "2 runs (results.json) found under" in out
+
+
+def test_report_reads_lambda_and_n_beside_the_generator(tmp_path, capsys, no_energy_module):
+    run = make_eval_run(tmp_path, "transfer")
+    g = tmp_path / "gen"
+    g.mkdir()
+    (g / "args.json").write_text(json.dumps({"eopm": {"lam": 0.1, "n_models": 10}}))
+    res = json.loads((run / "results.json").read_text())
+    res["settings"]["g_path"] = str(g / "best.pt")
+    (run / "results.json").write_text(json.dumps(res))
+    assert report.main([str(run), "--no-energy"]) == 0
+    assert cells(table_lines(capsys.readouterr().out)[2])[6:8] == ["0.1", "10"]
+
+
 def test_zs_main_report_end_to_end(tmp_path, capsys, no_energy_module):
     import zs_main
     run = make_eval_run(tmp_path)
     assert zs_main.main(["report", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "| run_a | resnet18 | ConvL | cifar10 | official | 1% |" in out
+    assert "| run_a | resnet18 | ConvL | cifar10 | official | 1% | – | – | test |" in out
     assert zs_main.main(["report"]) == 2

@@ -18,8 +18,8 @@ def test_tensorboard_log_writes_every_metric(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from common.tblog import SUBDIR, TensorBoardLog
     log = TensorBoardLog(tmp_path)
-    for epoch in range(2):
-        log({"epoch": epoch, "train_loss": 2.0 - epoch, "val_PA_NF": 40.0 + epoch, "lr": 1e-3, "note": "x"})
+    for epoch in (1, 2):                                                  # numbered from 1 (train.loop.fit)
+        log({"epoch": epoch, "train_loss": 2.0 - epoch, "val_PA_NF": 39.0 + epoch, "lr": 1e-3, "note": "x"})
     log.close()
     acc = EventAccumulator(str(tmp_path / SUBDIR))
     acc.Reload()
@@ -61,7 +61,7 @@ def _fake_run(folder, with_png=True):
     res["sweep"] = [{**{k: res[k] for k in ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std",
                                             "RP", "per_seed")}, "ber": 0.01, "split": "test", "n_images": 20}]
     (folder / "results.json").write_text(json.dumps(res))
-    append_jsonl(folder / "metrics.jsonl", {"epoch": 0, "train_loss": 1.0, "val_PA_NF": 50.0})
+    append_jsonl(folder / "metrics.jsonl", {"epoch": 1, "train_loss": 1.0, "val_PA_NF": 50.0})
     if with_png:
         from eval.plots import plot_curves
         plot_curves(folder)

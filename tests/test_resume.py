@@ -39,7 +39,7 @@ def test_train_resume_is_exact(cifar_root, tmp_path, workers):
     assert run_cli(*cmd, "-E", 2, "--run-dir", tmp_path / "split", "-rt") == 0
     a, b = (load_checkpoint(tmp_path / r / "last.pt") for r in ("whole", "split"))
     assert same_state(a["state_dict"], b["state_dict"])
-    assert [r["epoch"] for r in read_jsonl(tmp_path / "split" / "metrics.jsonl")] == [0, 1]
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "split" / "metrics.jsonl")] == [1, 2]
 
 
 def test_eopm_resume_is_exact(cifar_root, base_ckpt, tmp_path):

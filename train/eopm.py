@@ -116,15 +116,18 @@ def run(cfgs: Configs) -> int:
                           current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(gen, device, dist_info)
 
-    train_loader = make_batches(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info,
+    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
                                 on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
-    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device),
-                                 device) if dist_info.is_main else []
+    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
+                                device) if dist_info.is_main else []
     if dist_info.is_main:
-        print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, test_batches, device)
+        print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, val_batches, device)
+        n_val = sum(len(y) for _, y in val_batches)
+        select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
+                  f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
         print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
               f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images; "
-              f"{dist_info.world_size} process(es) x {n_local} perturbed models per step")
+              f"{dist_info.world_size} process(es) x {n_local} perturbed models per step; {select}")
     lo, hi = ecfg.train_seeds
     prefetch = FaultPrefetcher(fault, perf.resolved_prefetch_workers())
     ahead = max(1, MAX_AHEAD // n_local)            # batches whose fault maps are built early
@@ -156,8 +159,10 @@ def run(cfgs: Configs) -> int:
         return {**m, "lr": sched.get_last_lr()[0]}
 
     def validate(epoch):
+        if not val_batches:
+            return {}
         gen.eval()
-        res = evaluate_seeds(base, gen, test_batches, device, fault, ecfg.monitor_seeds, perf.batch_models)
+        res = evaluate_seeds(base, gen, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models)
         return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
     def make_checkpoint(epoch, metrics, best_value):
@@ -169,12 +174,15 @@ def run(cfgs: Configs) -> int:
     try:
         best, _ = fit(run_dir, ecfg.epochs, start_epoch, best, one_epoch, validate, "val_PA_NF",
                       make_checkpoint, dist_info, on_epoch=tb)
-        if dist_info.is_main:
-            print(f"best perturbed accuracy with generator on monitor seeds {ecfg.monitor_seeds}: {best:.2f}% "
-                  f"-> {run_dir / 'best.pt'}; final evaluation over {len(cfgs.eval.seeds)} seeds:")
         barrier(dist_info)                       # best.pt is written by rank 0; every rank evaluates it
         best_pt = Path(run_cfg.run_dir) / "best.pt"
-        gen.load_state_dict(load_checkpoint(best_pt, kind="generator")["state_dict"])
+        chosen = load_checkpoint(best_pt, kind="generator")
+        if dist_info.is_main:
+            why = (f"validation PA(NF) {best:.2f}% on monitor seeds {list(ecfg.monitor_seeds)}" if val_batches
+                   else "last epoch")
+            print(f"best.pt = epoch {chosen['epoch']} ({why}); final evaluation on the test split over "
+                  f"{len(cfgs.eval.seeds)} seeds:")
+        gen.load_state_dict(chosen["state_dict"])
         gen.eval()
         evaluate_run(cfgs, base, gen, run_dir, device, {
             "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
@@ -188,5 +196,8 @@ def run(cfgs: Configs) -> int:
         shutdown(dist_info)
     if dist_info.is_main:
         print(f"training curves: {plot_curves(run_dir)}")
-        print(f"samples: {save_samples(base, gen, *test_batches[0], fault, cfgs.eval.seeds[0], run_dir / 'samples.png')}")
+        x, y = next(iter(make_loader(data_cfg, "test", seed=TEST_LOADER_SEED, device=device)))  # after the evaluation
+        samples = save_samples(base, gen, x.to(device), y.to(device), fault, cfgs.eval.seeds[0],
+                               run_dir / "samples.png")
+        print(f"samples: {samples}")
     return 0

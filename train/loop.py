@@ -9,7 +9,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import random
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 import numpy as np
 import torch
 
-from common.ckpt import save_checkpoint
+from common.ckpt import save_checkpoint, share_file
 from common.dist import DistInfo, all_reduce_sum
 from common.runs import append_jsonl, progress
 from config import DATA_ORDER_SEED_STRIDE
@@ -106,12 +105,17 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
         best_key: str, make_checkpoint: Callable[[int, Dict[str, float], float], dict],
         dist_info: DistInfo = DistInfo(), log: Callable[[str], None] = print,
         on_epoch: Optional[Callable[[dict], None]] = None) -> Tuple[float, Optional[dict]]:
-    """Train epochs start_epoch..epochs-1; after each, validate, log a JSON line, save last/best.
+    """Train epochs start_epoch+1..epochs (numbered from 1, as printed, in metrics.jsonl and in the
+    checkpoints' "epoch"; `start_epoch` is the number already finished); after each, validate, log a
+    JSON line, save last/best.
 
     `on_epoch(row)`, when given, also receives each epoch's metrics row (e.g. common.tblog's TensorBoard log).
     Checkpoints are written after every epoch (atomically), so an interrupted run loses at most the
     epoch in progress and `-rt` continues from the next one; the epoch's metrics line is appended after
-    them (train.resume repairs the log on resume). A non-finite training loss stops the run with
+    them (train.resume repairs the log on resume). best.pt is the epoch with the highest
+    `best_key` from `validate` (the validation split, never the test split); when `validate` returns no
+    `best_key` (no validation images) every epoch counts as best, so best.pt is the last epoch. best.pt
+    shares last.pt's file (a hard link) instead of a second copy. A non-finite training loss stops the run with
     NonFiniteLoss, leaving the last good checkpoint as it was. Returns (best value, last metrics).
     """
     row = None
@@ -127,19 +131,20 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
                                 f"and {kept}; lower -LR (or -LM) and start again") from None
         train_s = time.time() - t0                  # training alone (epoch_time_s adds validation)
         val_metrics = validate(epoch) if dist_info.is_main else {}
-        row = {"epoch": epoch, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
+        row = {"epoch": epoch + 1, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
                "epoch_time_s": round(time.time() - t0, 2)}
         if dist_info.is_main:
-            value = val_metrics.get(best_key, -math.inf)
-            is_best = value > best
-            best = max(best, value)
-            ckpt = make_checkpoint(epoch, row, best)
+            value = val_metrics.get(best_key)
+            is_best = value is None or value > best          # no validation: keep the last epoch
+            best = best if value is None else max(best, value)
+            ckpt = make_checkpoint(epoch + 1, row, best)     # epochs are numbered from 1 everywhere
             save_checkpoint(ckpt, run_dir / "last.pt")
             if is_best:
-                save_checkpoint(ckpt, run_dir / "best.pt")
+                share_file(run_dir / "last.pt", run_dir / "best.pt")
             append_jsonl(run_dir / "metrics.jsonl", row)
             if on_epoch is not None:
                 on_epoch(row)
-            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in row.items() if k != "epoch")
             log(f"epoch {epoch + 1}/{epochs} {shown}{' *best*' if is_best else ''}")
     return best, row

@@ -1,7 +1,9 @@
 """`train` mode: quantization-aware training of the 8-bit base classifier (docs/DESIGN.md §4).
 
 SGD (momentum 0.9, lr -LR, no weight decay, no schedule) with cross-entropy on fake-quantized
-weights; test accuracy after every epoch; best/last checkpoints; resume with -rt.
+weights; accuracy on the validation images (--val-size, held out of the training split) after every
+epoch picks best.pt; the test split is read once, at the end, to report best.pt's test accuracy.
+best/last checkpoints; resume with -rt.
 
 Example:
     python zs_main.py resnet18 train cifar10 -E 300 -BS 256 -LR 0.001
@@ -11,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from common.ckpt import load_checkpoint
 from common.dist import global_batchnorm, init_distributed, shutdown
 from common.runs import check_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
@@ -46,13 +49,15 @@ def run(cfgs: Configs) -> int:
                           current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(model, device, dist_info)
 
-    train_loader = make_batches(data_cfg, train=True, seed=run_cfg.seed, device=device, dist_info=dist_info,
+    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
                                 on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
-    test_batches = cache_batches(make_loader(data_cfg, train=False, seed=TEST_LOADER_SEED, device=device),
-                                 device) if dist_info.is_main else []
+    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
+                                device) if dist_info.is_main else []
     if dist_info.is_main:
-        print(f"data: {len(train_loader.dataset)} train / {sum(len(y) for _, y in test_batches)} test images "
-              f"of {data_cfg.dataset}; device {device}; {dist_info.world_size} process(es)")
+        n_val = sum(len(y) for _, y in val_batches)
+        print(f"data: {len(train_loader.dataset)} train / {n_val} validation images of {data_cfg.dataset} "
+              f"({'best.pt = best validation accuracy' if n_val else 'no validation: best.pt = last epoch'}); "
+              f"device {device}; {dist_info.world_size} process(es)")
 
     def step(x, y):
         if channels_last:
@@ -72,8 +77,10 @@ def run(cfgs: Configs) -> int:
         return {**m, "lr": opt.param_groups[0]["lr"]}
 
     def validate(epoch):
-        m = accuracy(model, test_batches, device, desc="test")
-        return {"test_acc": m["acc"], "test_loss": m["loss"]}
+        if not val_batches:
+            return {}
+        m = accuracy(model, val_batches, device, desc="val")
+        return {"val_acc": m["acc"], "val_loss": m["loss"]}
 
     def make_checkpoint(epoch, metrics, best_acc):
         return {**base_checkpoint_meta(run_cfg.arch, data_cfg.dataset, num_classes, cfgs.bits),
@@ -82,7 +89,7 @@ def run(cfgs: Configs) -> int:
 
     tb = TensorBoardLog(run_dir, start_epoch) if run_cfg.tensorboard and dist_info.is_main else None
     try:
-        best, _ = fit(run_dir, tcfg.epochs, start_epoch, best, one_epoch, validate, "test_acc",
+        best, _ = fit(run_dir, tcfg.epochs, start_epoch, best, one_epoch, validate, "val_acc",
                       make_checkpoint, dist_info, on_epoch=tb)
     finally:
         if tb is not None:
@@ -90,5 +97,11 @@ def run(cfgs: Configs) -> int:
         shutdown(dist_info)
     if dist_info.is_main:
         print(f"training curves: {plot_curves(run_dir)}")
-        print(f"done: best test accuracy {best:.2f}% -> {run_dir / 'best.pt'} (last epoch: {run_dir / 'last.pt'})")
+        chosen = load_checkpoint(run_dir / "best.pt", kind="base")
+        model.load_state_dict(chosen["state_dict"])
+        test = cache_batches(make_loader(data_cfg, "test", seed=run_cfg.seed, device=device))  # read only now
+        test_acc = accuracy(model, test, device, desc="test")["acc"]
+        why = f"validation accuracy {best:.2f}%" if val_batches else "last epoch"
+        print(f"done: best.pt = epoch {chosen['epoch']} ({why}); its test accuracy {test_acc:.2f}% on "
+              f"{sum(len(y) for _, y in test)} images -> {run_dir / 'best.pt'}")
     return 0

@@ -29,7 +29,7 @@ MAY_CHANGE = {"run.run_dir", "run.device", "run.resume", "run.force", "data.root
 # how the user spells a setting, for the messages ("config.py ..." for the rest)
 FLAGS = {"run.arch": "ARCH", "run.mode": "MODE", "run.seed": "--seed", "run.bits": "--bits",
          "run.checkpoint": "-cp", "data.dataset": "DATASET", "data.train_limit": "--train-limit",
-         "data.test_limit": "--test-limit", "data.batch_size": "-BS", "data.hflip": "--no-hflip (hflip)",
+         "data.test_limit": "--test-limit", "data.val_size": "--val-size", "data.batch_size": "-BS", "data.hflip": "--no-hflip (hflip)",
          "train.lr": "-LR", "train.epochs": "-E", "eopm.generator": "-G", "eopm.lr": "-LR", "eopm.lam": "-LM",
          "eopm.n_models": "-N", "eopm.epochs": "-E", "fault.model": "--fault-model", "fault.ber": "-ber",
          "fault.position": "-pos", "fault.bits": "--bits"}
@@ -72,16 +72,16 @@ def describe(config: Dict, kind: str) -> str:
     return ", ".join(f"{FLAGS[k]} {flat[k]}" for k in FLAGS if k in flat and k not in MAY_CHANGE)
 
 
-def repair_metrics(run_dir: Path, start_epoch: int, last_row: Optional[Dict]) -> None:
-    """Make metrics.jsonl hold exactly one row per finished epoch (0..start_epoch-1).
+def repair_metrics(run_dir: Path, finished: int, last_row: Optional[Dict]) -> None:
+    """Make metrics.jsonl hold exactly one row per finished epoch (1..finished, numbered from 1).
 
     A kill between writing last.pt and appending the epoch's row, or after appending a row whose
     checkpoint never landed, would otherwise lose or duplicate a row when the run resumes."""
     path = run_dir / "metrics.jsonl"
     rows = {r.get("epoch"): r for r in read_jsonl(path, skip_bad=True) if isinstance(r.get("epoch"), int)}
     if last_row is not None:
-        rows[start_epoch - 1] = last_row                   # the checkpoint's own copy wins
-    write_jsonl(path, [rows[e] for e in sorted(rows) if e < start_epoch])
+        rows[finished] = last_row                          # the checkpoint's own copy wins
+    write_jsonl(path, [rows[e] for e in sorted(rows) if e <= finished])
 
 
 def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, scheduler=None,
@@ -102,9 +102,9 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     if scheduler is not None:
         load_state(scheduler, ckpt["scheduler"], path, "scheduler state")
     if is_main:
-        print(f"resuming {run_dir} at epoch {ckpt['epoch'] + 2} with its settings: "
+        print(f"resuming {run_dir} at epoch {ckpt['epoch'] + 1} with its settings: "
               f"{describe(ckpt['config'], kind)}" + (f"; changed: {', '.join(changed)}" if changed else ""))
-        repair_metrics(run_dir, ckpt["epoch"] + 1, ckpt.get("metrics"))
+        repair_metrics(run_dir, ckpt["epoch"], ckpt.get("metrics"))
         if current is not None:
             write_json(run_dir / "args.json", {"code_version": code_version(), **current})
-    return ckpt["epoch"] + 1, ckpt["best"]
+    return ckpt["epoch"], ckpt["best"]          # "epoch" = epochs finished = index of the next one
