@@ -217,7 +217,8 @@ def run(cfgs: Configs) -> int:
     cfgs = cfgs.with_run_dir(settings.get("generator"))
     dist_info = init_distributed(device)          # under torchrun the fault seeds are shared out over ranks
     try:
-        run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)
+        make_loader(cfgs.data, "test", seed=TEST_LOADER_SEED, device=device, shuffle=False)  # data readable
+        run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)     # before -F replaces a run
         evaluate_run(cfgs, base, gen, run_dir, device, settings, perturbed_eval=gen is not None,
                      dist_info=dist_info)
     finally:

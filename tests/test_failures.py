@@ -218,3 +218,20 @@ def test_restricted_unpickler_reads_plain_data_and_arrays(tmp_path):
         d = _unpickle(f)
         assert d["data"].tolist() == [[0, 1, 2], [3, 4, 5]] and d["labels"] == [1, 2] and d["n"] == 3
     assert math.isfinite(float(d["n"]))
+
+
+@pytest.mark.parametrize("mode", ["train", "transform_eopm_gen", "transform_eval"])
+def test_force_with_bad_input_leaves_the_old_run_intact(mode, runs, cifar_root, tmp_path, capsys):
+    """-F replaces a run only once the new one has its inputs: a typo in --data-root destroys nothing."""
+    import shutil
+    folder = tmp_path / "old"
+    shutil.copytree(runs / ("base" if mode == "train" else "gen"), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    extra = [] if mode == "train" else ["-cp", runs / "base" / "best.pt"]
+    if mode == "transform_eval":
+        extra += ["--testing-mode", "generator_base", "--G-path", runs / "gen" / "best.pt"]
+    code = cli("vgg11", mode, "cifar10", *extra, "-F", "--run-dir", folder, *TINY,
+               "--data-root", tmp_path / "no-such-data")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no-such-data" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before

@@ -103,6 +103,11 @@ def run(cfgs: Configs) -> int:
     channels_last = perf.use_channels_last(device.type)
     n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
     base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
+    # inputs first: a bad checkpoint or data root must fail before -F replaces an old run
+    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
+                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
+    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
+                                device) if dist_info.is_main else []
     run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
 
     gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
@@ -115,11 +120,6 @@ def run(cfgs: Configs) -> int:
     start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched,
                           current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(gen, device, dist_info)
-
-    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
-                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
-    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
-                                device) if dist_info.is_main else []
     if dist_info.is_main:
         print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, val_batches, device)
         n_val = sum(len(y) for _, y in val_batches)

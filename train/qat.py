@@ -31,12 +31,17 @@ def run(cfgs: Configs) -> int:
     run_cfg, data_cfg, tcfg = cfgs.run, cfgs.data, cfgs.train
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
-    run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
-
-    num_classes = get_dataset_info(data_cfg.dataset).num_classes
     perf = cfgs.perf
     check_perf(perf, device)
     channels_last = perf.use_channels_last(device.type)
+    # inputs first: a bad data root must fail before -F replaces an old run
+    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
+                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
+    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
+                                device) if dist_info.is_main else []
+    run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
+
+    num_classes = get_dataset_info(data_cfg.dataset).num_classes
     model = get_model(run_cfg.arch, num_classes, cfgs.bits,
                       input_size=get_dataset_info(data_cfg.dataset).image_size).to(device)
     if channels_last:
@@ -48,11 +53,6 @@ def run(cfgs: Configs) -> int:
     start_epoch, best = resume(run_cfg.run_dir, "base", model, opt,
                           current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(model, device, dist_info)
-
-    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
-                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
-    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
-                                device) if dist_info.is_main else []
     if dist_info.is_main:
         n_val = sum(len(y) for _, y in val_batches)
         print(f"data: {len(train_loader.dataset)} train / {n_val} validation images of {data_cfg.dataset} "
