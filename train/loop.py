@@ -9,6 +9,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from pathlib import Path
