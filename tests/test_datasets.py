@@ -259,11 +259,11 @@ def test_balanced_subset_edge_sizes():
 
 def test_gtsrb_subset_opens_only_its_files(tmp_path, monkeypatch):
     from config import DataConfig
-    from datasets import cache_batches, gtsrb, make_loader
+    from datasets import cache_batches, common, make_loader
     write_gtsrb(tmp_path)
     opened = []
-    real_open = gtsrb.Image.open
-    monkeypatch.setattr(gtsrb.Image, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    real_open = common.Image.open                 # every loader opens images through common.open_rgb
+    monkeypatch.setattr(common.Image, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
     cfg = DataConfig("gtsrb", root=str(tmp_path), download=False, test_limit=2, test_batch_size=2)
     batches = cache_batches(make_loader(cfg, "test", seed=0, device=torch.device("cpu")))
     assert sum(len(y) for _, y in batches) == 2 and len(opened) == 2          # of 4 test images
