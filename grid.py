@@ -239,10 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        opts = build_parser().parse_args(list(argv))
-    except SystemExit as e:
-        return int(e.code or 0)
+    opts = build_parser().parse_or_exit_code(argv)       # -h: 0; a usage error (one line): 2
+    if isinstance(opts, int):
+        return opts
     try:
         grid = load_grid(opts.grid)
         opts.grid_out = grid.out

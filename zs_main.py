@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import config
 from bitflip import FaultConfig, list_fault_models
 from common.ckpt import CheckpointError, code_version
-from common.cli import OneLineParser, field_default, from_field
+from common.cli import OneLineParser, bit_error_rate, field_default, from_field
 from common.registry import UnknownName
 from common.runs import UsageError, interrupted_message
 from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
@@ -45,18 +45,8 @@ EXIT_DIVERGED = 3        # training stopped at a non-finite loss (last good chec
 TRAINING_MODES = ("train", "transform_eopm_gen")   # modes that save epochs into a run folder
 
 
-def _ber(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a bit error rate in (0, 1)")
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1); give a bit error rate such as 0.01")
-    return v
-
-
 def _ber_list(text: str) -> tuple:
-    return tuple(_ber(t) for t in text.split(",") if t.strip())
+    return tuple(bit_error_rate(t) for t in text.split(",") if t.strip())
 
 
 def _positive(text: str) -> int:
@@ -129,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mode", metavar="MODE", choices=list(MODES), help=", ".join(MODES))
     p.add_argument("dataset", metavar="DATASET", choices=list_datasets(), help=", ".join(list_datasets()))
     g = p.add_argument_group("original flags")
-    g.add_argument("-ber", type=_ber, **from_field(FaultConfig, "ber"))
+    g.add_argument("-ber", type=bit_error_rate, **from_field(FaultConfig, "ber"))
     g.add_argument("-pos", type=int, **from_field(FaultConfig, "position"))
     g.add_argument("-cp", **from_field(RunConfig, "checkpoint"))
     g.add_argument("-rt", action="store_true", **from_field(RunConfig, "resume"))

@@ -31,8 +31,7 @@ def faulty_weights(model: nn.Module, cfg: FaultConfig, seed: int) -> Dict[str, t
     """{'<layer>.weight': q'·Δ} for every quantized layer: the weights a perturbed model computes with."""
     out = {}
     for name, layer, q in faulty_int8(model, cfg, seed):
-        _, delta = layer.int8_weight()
-        out[f"{name}.weight" if name else "weight"] = q.to(layer.weight.dtype) * delta   # clean Δ, no clamp
+        out[f"{name}.weight" if name else "weight"] = layer.dequantize(q)
     return out
 
 

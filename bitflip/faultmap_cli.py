@@ -15,18 +15,8 @@ import sys
 from typing import Sequence
 
 from bitflip.chipmap import ALL_VOLTAGES, FaultMapError, describe, export_official, resolve_maps
-from bitflip.faults import MAX_SEED
-from common.cli import OneLineParser
-
-
-def _ber(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0.0 <= v < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a bit error rate in [0, 1), e.g. 0.01")
-    return v
+from bitflip.faults import MAX_SEED, FaultConfig
+from common.cli import OneLineParser, bit_error_rate, from_field
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,11 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{export,info}", parser_class=OneLineParser)
     e = sub.add_parser("export", help="write the official map of a seed as fmap_sa0/sa1_v_<V>.txt")
     e.add_argument("--seed", type=int, required=True, help="official fault seed (e.g. 50000)")
-    e.add_argument("-ber", type=_ber, default=0.01, help="bit error rate of the map (default 0.01)")
+    e.add_argument("-ber", type=bit_error_rate, **from_field(FaultConfig, "ber"))
     e.add_argument("--out", required=True, help="chip folder to write")
     e.add_argument("--voltage", default="0", help="voltage label in the file names (default 0)")
-    e.add_argument("-pos", type=int, default=-1, help="bit position, -1 = any (default)")
-    e.add_argument("--bits", type=int, default=8, choices=range(2, 9), metavar="B", help="weight bits (8)")
+    e.add_argument("-pos", type=int, **from_field(FaultConfig, "position"))
+    e.add_argument("--bits", type=int, choices=range(2, 9), metavar="B", **from_field(FaultConfig, "bits"))
     i = sub.add_parser("info", help="voltages and measured BER of map folders / .npz files")
     i.add_argument("paths", nargs="+", metavar="PATH")
     i.add_argument("--voltage", default=ALL_VOLTAGES, help="only this voltage (default: all)")
@@ -46,10 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as e:
-        return int(e.code or 0)
+    args = build_parser().parse_or_exit_code(argv)
+    if isinstance(args, int):
+        return args
     try:
         if args.cmd == "export":
             if not 0 <= args.seed <= MAX_SEED or not -1 <= args.pos < args.bits:

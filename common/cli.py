@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Union
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,6 +17,25 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_or_exit_code(self, argv: Sequence[str]) -> Union[argparse.Namespace, int]:
+        """The parsed arguments, or the exit code argparse chose (-h: 0; a usage error, already
+        printed as one line: 2) for entry points that return their code instead of exiting."""
+        try:
+            return self.parse_args(list(argv))
+        except SystemExit as e:
+            return int(e.code or 0)
+
+
+def bit_error_rate(text: str) -> float:
+    """argparse type: a bit error rate in (0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a bit error rate in (0, 1)")
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1); give a bit error rate such as 0.01")
+    return v
 
 
 def field_default(cls: type, name: str) -> Any:

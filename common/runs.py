@@ -149,8 +149,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_perf(perf, device: torch.device) -> None:
-    """Refuse speed settings the device cannot honour (one line, exit 2)."""
+def configure_perf(perf, device: torch.device) -> None:
+    """Refuse speed settings the device cannot honour (one line, exit 2), and on CUDA turn on cuDNN's
+    autotuning for the fixed input shapes of a training run."""
     if perf.amp and device.type != "cuda":
         raise UsageError(f"--amp needs a CUDA GPU (bfloat16 autocast); this run is on {device}, where "
                          f"bf16 is emulated on CPUs without native support (about 45x slower here); drop --amp")

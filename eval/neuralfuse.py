@@ -42,10 +42,10 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
                    fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
-                   on_seed: Optional[Callable[[Dict], None]] = None) -> Dict:
+                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: Optional[int] = None) -> Dict:
     """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
     `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
-    coming seeds are built in background threads; `on_seed(row)` hears of each finished seed. Always
+    coming seeds are built in `prefetch_workers` background threads (None: the default); `on_seed(row)` hears of each finished seed. Always
     float32: --amp is for training only."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
     fx_batches = None
@@ -54,7 +54,8 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
             fx_batches = [(gen(x.to(device)), y) for x, y in batches]
         out["CA_NF"] = accuracy(base, fx_batches, device, desc="CA(NF)")["acc"]
     rows = []
-    with FaultPrefetcher(fault, default_workers()) as prefetch:
+    workers = default_workers() if prefetch_workers is None else prefetch_workers
+    with FaultPrefetcher(fault, workers) as prefetch:
         prefetch.schedule(list(seeds)[:MAX_AHEAD])
         for group in chunks(seeds, batch_models):
             prefetch.wait(group)
@@ -171,7 +172,8 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
         merged = sharded_over_seeds(
             lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
                                               cfgs.perf.batch_models,
-                                              on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row)),
+                                              on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row),
+                                              prefetch_workers=cfgs.perf.resolved_prefetch_workers()),
             bers, cfgs.eval.seeds, dist_info)
         for ber, res in zip(bers, merged or []):
             res = summarize(res)

@@ -230,10 +230,9 @@ def build_report(run_dirs: Sequence[str], energy: bool = True) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    try:
-        args = build_parser().parse_args(list(argv))
-    except SystemExit as e:              # -h, or a usage error already printed as one line
-        return int(e.code or 0)
+    args = build_parser().parse_or_exit_code(argv)       # -h: 0; a usage error (one line): 2
+    if isinstance(args, int):
+        return args
     try:
         check_out("--out", args.out)
         check_out("--html", args.html)

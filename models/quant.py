@@ -85,9 +85,13 @@ class QuantMixin:
         if q.dtype != torch.int8 or q.shape != self.weight.shape:
             raise ValueError(f"fault weights must be int8 of shape {tuple(self.weight.shape)}, "
                              f"got {q.dtype} {tuple(q.shape)}")
+        self._fault_w = self.dequantize(q)
+
+    def dequantize(self, q: torch.Tensor) -> torch.Tensor:
+        """q'·Δ with the *clean* Δ (no clamp, -128 allowed), in the weight's dtype, device and memory
+        layout: the weight a perturbed layer computes with."""
         _, delta, _ = self._clean()
-        fault_w = torch.empty_like(self.weight)           # the weight's memory layout (e.g. channels_last)
-        self._fault_w = fault_w.copy_(q).mul_(delta)      # q'·(clean Δ), no clamp
+        return torch.empty_like(self.weight).copy_(q).mul_(delta)
 
     @property
     def is_faulty(self) -> bool:

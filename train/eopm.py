@@ -30,7 +30,7 @@ from bitflip.ensemble import perturbed_logits
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.ckpt import load_checkpoint
 from common.dist import DistInfo, barrier, global_batchnorm, init_distributed, shutdown
-from common.runs import UsageError, check_perf, resolve_device, start_run
+from common.runs import UsageError, configure_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_batches, make_loader, use_device_data
@@ -99,7 +99,7 @@ def run(cfgs: Configs) -> int:
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
     perf = cfgs.perf
-    check_perf(perf, device)
+    configure_perf(perf, device)
     channels_last = perf.use_channels_last(device.type)
     n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
     base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
@@ -162,7 +162,8 @@ def run(cfgs: Configs) -> int:
         if not val_batches:
             return {}
         gen.eval()
-        res = evaluate_seeds(base, gen, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models)
+        res = evaluate_seeds(base, gen, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models,
+                             prefetch_workers=perf.resolved_prefetch_workers())
         return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
     def make_checkpoint(epoch, metrics, best_value):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from common.ckpt import load_checkpoint
 from common.dist import global_batchnorm, init_distributed, shutdown
-from common.runs import check_perf, resolve_device, start_run
+from common.runs import configure_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, get_dataset_info, make_batches, make_loader, use_device_data
@@ -32,7 +32,7 @@ def run(cfgs: Configs) -> int:
     device = resolve_device(run_cfg.device)
     dist_info = init_distributed(device)
     perf = cfgs.perf
-    check_perf(perf, device)
+    configure_perf(perf, device)
     channels_last = perf.use_channels_last(device.type)
     # inputs first: a bad data root must fail before -F replaces an old run
     train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
