@@ -133,15 +133,20 @@ class PerfConfig:
     summation order (tested)."""
     amp: bool = opt(False, "bfloat16 autocast for G and the base model in training (CUDA only; "
                            "changes float rounding, faults stay int8-exact; evaluation stays fp32)")
-    channels_last: str = opt("auto", "NHWC memory layout for the convolutions: on, off, or auto = on for "
-                                     "CPU (measured faster there), off for CUDA (measured no faster)")
+    channels_last: str = opt("off", "NHWC memory layout for the convolutions: on or off (measured: no faster "
+                                    "on an H200 in fp32; on a 2-core CPU 2-5%% faster for ResNet18, 15%% "
+                                    "slower for VGG11/16)")
     batch_models: int = opt(1, "run K perturbed models at once with torch.func.vmap (1 = one by one)")
     prefetch_workers: int = opt(-1, "threads that build fault maps ahead (-1 = cores-1, at most 8; 0 = off)")
     device_data: str = opt("auto", "hold a 32-px dataset on the GPU as uint8 and augment there "
                                    "(auto: on for CUDA)")
+    compile: bool = opt(False, "torch.compile the trained model (QAT) or the generator and the perturbed "
+                               "base-model passes (EOPM, evaluation); the compiled code is reused for every "
+                               "fault seed (docs/DESIGN.md §13)")
 
-    def use_channels_last(self, device_type: str) -> bool:
-        return self.channels_last == "on" or (self.channels_last == "auto" and device_type == "cpu")
+    @property
+    def use_channels_last(self) -> bool:
+        return self.channels_last == "on"
 
     def resolved_prefetch_workers(self) -> int:
         if self.prefetch_workers >= 0:

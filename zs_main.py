@@ -165,11 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--sync-bn", action="store_true", **from_field(EOPMConfig, "sync_bn"))
     f = p.add_argument_group("speed (docs/DESIGN.md §13)")
     f.add_argument("--amp", action="store_true", **from_field(PerfConfig, "amp"))
-    f.add_argument("--channels-last", nargs="?", const="on", choices=("auto", "on", "off"),
+    f.add_argument("--channels-last", nargs="?", const="on", choices=("on", "off"),
                    **from_field(PerfConfig, "channels_last"))
     f.add_argument("--batch-models", type=_positive, metavar="K", **from_field(PerfConfig, "batch_models"))
     f.add_argument("--prefetch-workers", type=int, metavar="W", **from_field(PerfConfig, "prefetch_workers"))
     f.add_argument("--device-data", choices=("auto", "on", "off"), **from_field(PerfConfig, "device_data"))
+    f.add_argument("--compile", action="store_true", **from_field(PerfConfig, "compile"))
     n.add_argument("--json", action="store_true", **from_field(EnergyConfig, "json"))
     n.add_argument("--saving", type=float, **from_field(EnergyConfig, "saving", show="from -ber's operating point"))
     return p
@@ -208,7 +209,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
                         g_path_source="command line" if args.g_path else "config.py"),
         energy=EnergyConfig(generators=generators, json=args.json, saving=args.saving),
         perf=PerfConfig(amp=args.amp, channels_last=args.channels_last, batch_models=args.batch_models,
-                        prefetch_workers=args.prefetch_workers, device_data=args.device_data),
+                        prefetch_workers=args.prefetch_workers, device_data=args.device_data,
+                        compile=args.compile),
     )
 
 

@@ -9,6 +9,10 @@ logits up to float summation order (tested); which is faster depends on the devi
 (`bench/eopm_step.py` measures it). A perturbed copy costs its dequantized weights plus the forward's
 activations, K times for the batched way.
 
+With `--compile`, a `WeightedForward` runs the model as a function of (weights, x) through
+`torch.compile`: the perturbed weights are inputs of the compiled graph, so a new fault seed reuses
+the compiled code instead of recompiling it, and the model module is never modified.
+
 Example:
     for seeds_k, logits in perturbed_logits(model, x, FaultConfig("official", 0.01), [1, 2, 3], batch=3):
         loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(seeds_k)))   # logits (k, B, C)
@@ -16,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -24,15 +28,46 @@ from torch.func import functional_call, vmap
 
 from bitflip.apply import faulty_int8, perturbed
 from bitflip.faults import FaultConfig
-from models.quant import weights_as_given
+from models.quant import quant_layers, weights_as_given
 
 
 def faulty_weights(model: nn.Module, cfg: FaultConfig, seed: int) -> Dict[str, torch.Tensor]:
     """{'<layer>.weight': q'·Δ} for every quantized layer: the weights a perturbed model computes with."""
     out = {}
     for name, layer, q in faulty_int8(model, cfg, seed):
-        out[f"{name}.weight" if name else "weight"] = layer.dequantize(q)
+        out[_weight_key(name)] = layer.dequantize(q)
     return out
+
+
+class WeightedForward:
+    """`model(x)` with every quantized layer's weight given as q'·Δ in a dict, optionally compiled.
+
+    `fwd(weights, x)` runs `functional_call` inside `weights_as_given`, so the layers use the given
+    tensors as they are; BatchNorm and biases come from the module. `fwd.clean()` is the dict of the
+    clean q·Δ. With `compile=True` the call goes through `torch.compile`: one graph per grad mode (and
+    a shape-generic one once a second batch size appears), reused for every fault seed. A mode name
+    instead of True is for experiments (`bench/eopm_step.py --compile-mode`); under "reduce-overhead"
+    (CUDA graphs) a call's output is overwritten by the next call, so use it before calling again.
+    """
+
+    def __init__(self, model: nn.Module, compile: Union[bool, str] = False):
+        self.model = model
+        mode = None if compile in (True, "default") else compile
+
+        def call(weights: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(model, weights, (x,))
+        self._call = torch.compile(call, mode=mode) if compile else call
+
+    def clean(self) -> Dict[str, torch.Tensor]:
+        return {_weight_key(name): layer.clean_weight() for name, layer in quant_layers(self.model)}
+
+    def __call__(self, weights: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        with weights_as_given(self.model):
+            return self._call(weights, x)
+
+
+def _weight_key(layer_name: str) -> str:
+    return f"{layer_name}.weight" if layer_name else "weight"
 
 
 def chunks(seeds: Sequence[int], size: int) -> Iterator[List[int]]:
@@ -43,14 +78,22 @@ def chunks(seeds: Sequence[int], size: int) -> Iterator[List[int]]:
 
 
 @contextmanager
-def perturbed_ensemble(model: nn.Module, cfg: FaultConfig, seeds: Sequence[int]
+def perturbed_ensemble(model: nn.Module, cfg: FaultConfig, seeds: Sequence[int],
+                       runner: Optional[WeightedForward] = None
                        ) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """Inside the block, a function x -> logits (k, B, classes) of the k perturbed models `seeds`.
 
-    One seed: the faults are set in place (`perturbed`). Several: their faulty weights are stacked
-    once and every call runs them together under `vmap`. Either way the model is clean afterwards.
+    One seed: the faults are set in place (`perturbed`), or, given a `runner`, handed to it as
+    weights. Several: their faulty weights are stacked once and every call runs them together under
+    `vmap` (no runner). Either way the model is clean afterwards.
     """
     seeds = [int(s) for s in seeds]
+    if runner is not None:
+        if len(seeds) != 1:
+            raise ValueError("a WeightedForward runs one perturbed model at a time (batch=1)")
+        weights = faulty_weights(model, cfg, seeds[0])
+        yield lambda x: runner(weights, x).unsqueeze(0)
+        return
     if len(seeds) == 1:
         with perturbed(model, cfg, seeds[0]):
             yield lambda x: model(x).unsqueeze(0)
@@ -68,14 +111,16 @@ def perturbed_ensemble(model: nn.Module, cfg: FaultConfig, seeds: Sequence[int]
 
 
 def perturbed_logits(model: nn.Module, x: torch.Tensor, cfg: FaultConfig, seeds: Sequence[int],
-                     batch: int = 1) -> Iterator[Tuple[List[int], torch.Tensor]]:
+                     batch: int = 1, runner: Optional[WeightedForward] = None
+                     ) -> Iterator[Tuple[List[int], torch.Tensor]]:
     """Yield (seeds of the chunk, logits (k, B, classes)) for chunks of up to `batch` seeds.
 
     The caller may call backward on a chunk's logits before asking for the next chunk (the graph
-    keeps the weights it used). `batch=1` is the in-place loop; `batch>1` the vmap path.
+    keeps the weights it used). `batch=1` is the in-place loop (through `runner` if given, e.g. a
+    compiled one); `batch>1` the vmap path.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     for chunk in chunks(seeds, batch):
-        with perturbed_ensemble(model, cfg, chunk) as forward:
+        with perturbed_ensemble(model, cfg, chunk, runner) as forward:
             yield chunk, forward(x)

@@ -155,8 +155,29 @@ def configure_perf(perf, device: torch.device) -> None:
     if perf.amp and device.type != "cuda":
         raise UsageError(f"--amp needs a CUDA GPU (bfloat16 autocast); this run is on {device}, where "
                          f"bf16 is emulated on CPUs without native support (about 45x slower here); drop --amp")
+    if perf.compile:
+        check_compile(perf, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True     # fastest conv algorithms for the fixed input shapes
+
+
+def check_compile(perf, device: torch.device) -> None:
+    """--compile needs what torch.compile's default backend builds with: Triton on CUDA, a C++
+    compiler on CPU; and it runs the perturbed models one at a time."""
+    if perf.batch_models > 1:
+        raise UsageError(f"--compile runs the perturbed models one at a time; drop --batch-models "
+                         f"{perf.batch_models} or --compile")
+    if device.type == "cuda":
+        import importlib.util
+        if importlib.util.find_spec("triton") is None:
+            raise UsageError("--compile on CUDA needs the triton package (it comes with PyTorch's CUDA "
+                             "wheels); install it or drop --compile")
+    elif device.type == "cpu":
+        import shutil
+        cxx = os.environ.get("CXX") or "c++"
+        if not any(shutil.which(c) for c in (cxx, "g++", "clang++")):
+            raise UsageError(f"--compile on CPU needs a C++ compiler ({cxx!r}, g++ or clang++ on PATH); "
+                             f"install one or drop --compile")
 
 
 def interrupted_message(run_dir: Optional[os.PathLike], trains: bool) -> str:

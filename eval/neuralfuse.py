@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from bitflip import FaultConfig
-from bitflip.ensemble import chunks, perturbed_ensemble
+from bitflip.ensemble import WeightedForward, chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
 from common.dist import DistInfo, init_distributed, shutdown
 from common.ckpt import atomic_write
-from common.runs import UsageError, progress, resolve_device, start_run, write_json
+from common.runs import UsageError, check_compile, progress, resolve_device, start_run, write_json
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
@@ -42,11 +42,13 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
                    fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
-                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: Optional[int] = None) -> Dict:
+                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: Optional[int] = None,
+                   runner: Optional[WeightedForward] = None) -> Dict:
     """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
     `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
-    coming seeds are built in `prefetch_workers` background threads (None: the default); `on_seed(row)` hears of each finished seed. Always
-    float32: --amp is for training only."""
+    coming seeds are built in `prefetch_workers` background threads (None: the default); `on_seed(row)`
+    hears of each finished seed; `runner` (a WeightedForward of `base`, e.g. compiled) runs the
+    perturbed passes one seed at a time. Always float32: --amp is for training only."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
     fx_batches = None
     if gen is not None:
@@ -59,7 +61,7 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
         prefetch.schedule(list(seeds)[:MAX_AHEAD])
         for group in chunks(seeds, batch_models):
             prefetch.wait(group)
-            with perturbed_ensemble(base, fault, group) as forward:
+            with perturbed_ensemble(base, fault, group, runner) as forward:
                 pa = ensemble_accuracy(forward, batches, device, len(group))
                 pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
             for i, seed in enumerate(group):
@@ -143,13 +145,16 @@ def seeds_reused(seeds: Sequence[int], train_seeds: Tuple[int, int], monitor_see
 
 def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],
                  device: torch.device, extra_settings: Dict, perturbed_eval: bool = True,
-                 dist_info: DistInfo = DistInfo()) -> Optional[Dict]:
+                 dist_info: DistInfo = DistInfo(), runner: Optional[WeightedForward] = None) -> Optional[Dict]:
     """Evaluate every split (and, with `perturbed_eval`, every requested BER); print the tables, write
     the result files; returns results.json. `perturbed_eval=False` (testing_mode 'clean') measures CA only.
+    With --compile the perturbed passes go through `runner` (made here unless the caller has one).
 
     Under torchrun every rank evaluates its share of the (BER, seed) pairs (eval/sharded.py) and rank 0
     alone prints and writes the same files as one process would; the other ranks return None."""
     data_cfg = cfgs.data
+    if runner is None and cfgs.perf.compile:
+        runner = WeightedForward(base, compile=True)
     splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
     if gen is not None and cfgs.fault.model != "chipmap":   # chipmap: the measured maps are shared on purpose
@@ -173,7 +178,8 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
                                               cfgs.perf.batch_models,
                                               on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row),
-                                              prefetch_workers=cfgs.perf.resolved_prefetch_workers()),
+                                              prefetch_workers=cfgs.perf.resolved_prefetch_workers(),
+                                              runner=runner),
             bers, cfgs.eval.seeds, dist_info)
         for ber, res in zip(bers, merged or []):
             res = summarize(res)
@@ -203,6 +209,8 @@ def run(cfgs: Configs) -> int:
     ev = cfgs.eval
     print(f"testing_mode = {ev.testing_mode!r} (from {ev.testing_mode_source})"
           + (f"; G_PATH = {ev.g_path!r} (from {ev.g_path_source})" if ev.testing_mode == "generator_base" else ""))
+    if cfgs.perf.compile:
+        check_compile(cfgs.perf, device)
     base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, device)
     if is_external(cfgs.run.arch):
         print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, cache_batches(make_loader(

@@ -77,6 +77,10 @@ class QuantMixin:
         q, delta, _ = self._clean()
         return q, delta
 
+    def clean_weight(self) -> torch.Tensor:
+        """The clean q·Δ (cached per weight version; detached): what a frozen layer computes with."""
+        return self._clean()[2]
+
     def set_fault(self, q: Optional[torch.Tensor]) -> None:
         """Use perturbed int8 weights `q` (shape of `weight`) from now on; None restores the clean ones."""
         if q is None:

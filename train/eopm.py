@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bitflip import FaultConfig
-from bitflip.ensemble import perturbed_logits
+from bitflip.ensemble import WeightedForward, perturbed_logits
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.ckpt import load_checkpoint
 from common.dist import DistInfo, barrier, global_batchnorm, init_distributed, shutdown
@@ -46,23 +46,25 @@ from train.resume import resume
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
               fault: FaultConfig, seeds: Sequence[int], lam: float, batch_models: int = 1,
-              amp: bool = False) -> Dict[str, torch.Tensor]:
+              amp: bool = False, runner: Optional[WeightedForward] = None) -> Dict[str, torch.Tensor]:
     """Accumulate ∇L (above) into the generator's .grad for one batch; returns the batch metrics as
     0-dim tensors (no host sync inside the step). `batch_models` > 1 runs that many perturbed
-    models at once (`bitflip.ensemble`); `amp` runs the float compute in bfloat16 autocast."""
+    models at once (`bitflip.ensemble`); `amp` runs the float compute in bfloat16 autocast; `runner`
+    (a `WeightedForward` of `base`, e.g. compiled) runs the clean and every perturbed pass."""
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)
     with autocast:
         fx = gen(x)                                       # (B, 3, H, W), graph through G
     low = fx.dtype in (torch.bfloat16, torch.float16)     # under amp: the base model gets fp32 input
     z = (fx.float() if low else fx).detach().requires_grad_(True)   # leaf: each model adds its ∂L/∂F(x)
     with autocast:
-        logits = base(z)
+        logits = base(z) if runner is None else runner(runner.clean(), z)
     loss_clean = F.cross_entropy(logits.float(), y)
+    clean_correct = (logits.argmax(1) == y).sum()     # now: a CUDA-graph runner reuses `logits`' memory
     loss_clean.backward()
     pert_loss = torch.zeros((), device=x.device)
     pert_correct = torch.zeros((), device=x.device)
     with autocast:
-        for chunk, logits_k in perturbed_logits(base, z, fault, seeds, batch=batch_models):
+        for chunk, logits_k in perturbed_logits(base, z, fault, seeds, batch_models, runner):
             k = len(chunk)                                # logits_k: (k, B, classes)
             loss_k = F.cross_entropy(logits_k.flatten(0, 1).float(), y.repeat(k), reduction="sum") / len(y)
             (loss_k * (lam / len(seeds))).backward()      # Σ over the chunk of the per-model mean CE
@@ -71,7 +73,7 @@ def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: t
     fx.backward(z.grad.to(fx.dtype))
     n = len(seeds)
     return {"loss": loss_clean.detach() + lam * pert_loss / n,
-            "clean_acc": 100 * (logits.argmax(1) == y).float().mean(),
+            "clean_acc": 100 * clean_correct.float() / len(y),
             "pert_acc": 100 * pert_correct.float() / (n * len(y))}
 
 
@@ -100,7 +102,7 @@ def run(cfgs: Configs) -> int:
     dist_info = init_distributed(device)
     perf = cfgs.perf
     configure_perf(perf, device)
-    channels_last = perf.use_channels_last(device.type)
+    channels_last = perf.use_channels_last
     n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
     base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
     # inputs first: a bad checkpoint or data root must fail before -F replaces an old run
@@ -120,6 +122,9 @@ def run(cfgs: Configs) -> int:
     start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched,
                           current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(gen, device, dist_info)
+    runner = None
+    if perf.compile:                              # G (trained) and the base model's passes, compiled
+        net, runner = torch.compile(net), WeightedForward(base, compile=True)
     if dist_info.is_main:
         print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, val_batches, device)
         n_val = sum(len(y) for _, y in val_batches)
@@ -142,7 +147,7 @@ def run(cfgs: Configs) -> int:
         prefetch.schedule(s for later in plan["seeds"][i + 1:i + 1 + ahead] for s in later)
         prefetch.wait(seeds)
         plan["i"] = i + 1
-        metrics = eopm_step(net, base, x, y, fault, seeds, ecfg.lam, perf.batch_models, perf.amp)
+        metrics = eopm_step(net, base, x, y, fault, seeds, ecfg.lam, perf.batch_models, perf.amp, runner)
         opt.step()
         sched.step()
         return metrics
@@ -163,7 +168,7 @@ def run(cfgs: Configs) -> int:
             return {}
         gen.eval()
         res = evaluate_seeds(base, gen, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models,
-                             prefetch_workers=perf.resolved_prefetch_workers())
+                             prefetch_workers=perf.resolved_prefetch_workers(), runner=runner)
         return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
     def make_checkpoint(epoch, metrics, best_value):
@@ -189,7 +194,7 @@ def run(cfgs: Configs) -> int:
             "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
             "g_path": str(best_pt), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
             "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs,
-            "world_size": dist_info.world_size, "n_global": ecfg.n_global}, dist_info=dist_info)
+            "world_size": dist_info.world_size, "n_global": ecfg.n_global}, dist_info=dist_info, runner=runner)
     finally:
         if tb is not None:
             tb.close()

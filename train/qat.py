@@ -33,7 +33,7 @@ def run(cfgs: Configs) -> int:
     dist_info = init_distributed(device)
     perf = cfgs.perf
     configure_perf(perf, device)
-    channels_last = perf.use_channels_last(device.type)
+    channels_last = perf.use_channels_last
     # inputs first: a bad data root must fail before -F replaces an old run
     train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
                                 on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
@@ -53,6 +53,8 @@ def run(cfgs: Configs) -> int:
     start_epoch, best = resume(run_cfg.run_dir, "base", model, opt,
                           current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
     net = wrap_ddp(model, device, dist_info)
+    if perf.compile:
+        net = torch.compile(net)      # the training forward/backward; validation runs `model` eagerly
     if dist_info.is_main:
         n_val = sum(len(y) for _, y in val_batches)
         print(f"data: {len(train_loader.dataset)} train / {n_val} validation images of {data_cfg.dataset} "
