@@ -5,18 +5,23 @@ faults at BER 1%, fresh fault seeds every step (as in training):
   (a) released-style: our modules used the released way: G(x) and the clean model run again for each
       of the N draws, the fault map is rebuilt for each draw, plus one extra forward for logging;
   (b) ours, default: G(x) and the clean model once per batch, maps built ahead in threads
-      (`FaultPrefetcher`), no host sync inside the step, the default memory layout of the device
-      (channels_last on CPU, NCHW on CUDA) — what `transform_eopm_gen` runs by default;
-  (c) floor: the same arithmetic as (b), same layout, with no fault work (N+1 clean passes);
+      (`FaultPrefetcher`), no host sync inside the step, the default memory layout
+      (NCHW unless --channels-last on) — what `transform_eopm_gen` runs by default;
+  (c) floor: the same arithmetic as (b), same layout, with no fault work (N+1 clean passes; the map
+      threads run alongside as in (b), so CPU contention from them is inside the floor too);
   (d) ours with another exact path: (d1) K perturbed models batched with vmap, (d2) the other memory
-      layout; (c') is the floor with the same batching as (d1);
-  (e) CUDA only: (b) with --amp (bfloat16 autocast); (f) with --amp and channels_last.
+      layout, (d3) --compile (G and the base model's passes through torch.compile; the first,
+      compiling step is the untimed warm-up); (c') is the floor with the same batching as (d1)
+      (K stacked copies of the clean weights);
+  (e) CUDA only: (b) with --amp (bfloat16 autocast); (f) with --amp and channels_last; (g) with
+      --compile --amp --channels-last.
 Times are the median of --reps steps after one warm-up step; peak memory is the device's (CUDA).
-The last line is `RESULT speedup_vs_original=(a)/(b) floor_ratio=(b)/(c) [amp_speedup=(b)/(e)]`
-for the first model.
+The last line is `RESULT speedup_vs_original=(a)/(b) floor_ratio=(b)/(c) compile_speedup=(b)/(d3)
+[amp_speedup=(b)/(e)]` for the first model.
 
     .venv/bin/python -m bench.eopm_step                      # CPU: batch 32
-    python3 -m bench.eopm_step --device cuda                 # CUDA: batch 256, adds the --amp row
+    python3 -m bench.eopm_step --device cuda                 # CUDA: batch 256, adds the --amp rows
+    python3 -m bench.eopm_step --rows a,b,c --archs resnet18 # only some rows (each printed when done)
 """
 from __future__ import annotations
 
@@ -30,11 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from bitflip import FaultConfig, perturbed
+from bitflip.ensemble import WeightedForward
 from bitflip.official import official_masks_np, official_period
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
 from config import PerfConfig
 from generators import get_generator
 from models import get_model
+from models.quant import weights_as_given
 from train.eopm import eopm_step
 
 BER, LAM, CLASSES = 0.01, 5.0, 10          # the paper's operating point and λ; CIFAR-10 classes
@@ -56,31 +63,51 @@ def released_step(gen, base, x, y, fault, seeds, lam, **_) -> None:
 
 
 def floor_step(gen, base, x, y, fault, seeds, lam, batch_models=1, **_) -> None:
-    """(b)'s arithmetic without any fault: the clean model stands in for every perturbed one."""
+    """(b)'s arithmetic without any fault: the clean model stands in for every perturbed one (with
+    K > 1, K stacked copies of its clean weights under vmap, as (d1) runs them)."""
     fx = gen(x)
     z = fx.detach().requires_grad_(True)
     F.cross_entropy(base(z), y).backward()
+    if batch_models > 1:
+        run = WeightedForward(base)
+        clean = run.clean()
+        stacked = {k: w.contiguous().unsqueeze(0).repeat(batch_models, *([1] * w.dim())) for k, w in clean.items()}
+        zc = z.contiguous()
     for _ in range(0, len(seeds), batch_models):
         k = min(batch_models, len(seeds))
-        logits = base(z).unsqueeze(0).expand(k, -1, -1) if k == 1 else \
-            torch.func.vmap(lambda _s: base(z), randomness="error")(torch.zeros(k))
+        if k == 1:
+            logits = base(z).unsqueeze(0)
+        else:
+            with weights_as_given(base):
+                logits = torch.func.vmap(lambda w: torch.func.functional_call(base, w, (zc,)),
+                                         randomness="error")({n: w[:k] for n, w in stacked.items()})
         (F.cross_entropy(logits.flatten(0, 1), y.repeat(k), reduction="sum") / len(y) * lam / len(seeds)).backward()
     fx.backward(z.grad)
 
 
-def our_step(gen, base, x, y, fault, seeds, lam, batch_models=1, amp=False, **_) -> None:
-    eopm_step(gen, base, x, y, fault, seeds, lam, batch_models, amp)
+def our_step(gen, base, x, y, fault, seeds, lam, batch_models=1, amp=False, runner=None, **_) -> None:
+    eopm_step(gen, base, x, y, fault, seeds, lam, batch_models, amp, runner)
+
+
+def compiled_row(gen, base, x, y, fault, plan, reps, device, mode=None, **kw) -> Dict[str, float]:
+    """(b) with --compile [mode], as transform_eopm_gen runs it: G compiled, the base model's passes
+    through a compiled WeightedForward."""
+    torch._dynamo.reset()
+    t = time.perf_counter()
+    row = time_row(our_step, torch.compile(gen), base, x, y, fault, plan, reps, device,
+                   runner=WeightedForward(base, compile=mode or True), **kw)
+    return {**row, "total_s": time.perf_counter() - t}
 
 
 def time_row(step: Callable, gen, base, x, y, fault, seed_plan: List[np.ndarray], reps: int,
-             device: torch.device, **kw) -> Dict[str, float]:
+             device: torch.device, workers: int = 0, **kw) -> Dict[str, float]:
     """Median seconds per step over `reps` steps after one warm-up, fresh seeds every step, maps
     built one step ahead in threads (the way `transform_eopm_gen` runs)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    with FaultPrefetcher(FaultConfig("official", BER), default_workers()) as prefetch:
+    with FaultPrefetcher(FaultConfig("official", BER), workers) as prefetch:
         for i, seeds in enumerate(seed_plan[:reps + 1]):
             if i + 1 < len(seed_plan):
                 prefetch.schedule(seed_plan[i + 1][:MAX_AHEAD])
@@ -110,28 +137,41 @@ def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, fl
         return [rng.integers(lo, hi + 1, size=args.n) for _ in range(args.reps + 1)]
 
     cl = torch.channels_last
-    default_cl = PerfConfig().use_channels_last(device.type)     # the layout a user gets by default
+    default_cl = PerfConfig().use_channels_last                 # the layout a user gets by default
     layout = cl if default_cl else torch.contiguous_format
     other = torch.contiguous_format if default_cl else cl
-    base, gen = base.to(memory_format=layout), gen.to(memory_format=layout)
-    xd = x.contiguous(memory_format=layout)
-    rows = {"(a) released-style": time_row(released_step, gen, base, xd, y, fault, plan(), args.slow_reps, device),
-            "(b) ours, default": time_row(our_step, gen, base, xd, y, fault, plan(), args.reps, device),
-            "(c) floor, no fault work": time_row(floor_step, gen, base, xd, y, fault, plan(), args.reps, device)}
-    k = args.batch_models
-    rows[f"(c') floor, K={k}"] = time_row(floor_step, gen, base, xd, y, fault, plan(), args.reps, device,
-                                          batch_models=k)
-    rows[f"(d1) ours, K={k} (vmap)"] = time_row(our_step, gen, base, xd, y, fault, plan(), args.reps, device,
-                                               batch_models=k)
+    k, mode = args.batch_models, args.compile_mode
     name = "channels_last" if other == cl else "contiguous (NCHW)"
-    rows[f"(d2) ours, {name}"] = time_row(our_step, gen.to(memory_format=other), base.to(memory_format=other),
-                                          x.contiguous(memory_format=other), y, fault, plan(), args.reps, device)
-    base, gen = base.to(memory_format=layout), gen.to(memory_format=layout)
-    if device.type == "cuda":
-        rows["(e) ours, --amp"] = time_row(our_step, gen, base, xd, y, fault, plan(), args.reps, device, amp=True)
-        rows["(f) ours, --amp --channels-last"] = time_row(
-            our_step, gen.to(memory_format=cl), base.to(memory_format=cl), x.contiguous(memory_format=cl), y,
-            fault, plan(), args.reps, device, amp=True)
+    cuda = device.type == "cuda"
+
+    def in_layout(fmt):
+        return gen.to(memory_format=fmt), base.to(memory_format=fmt), x.contiguous(memory_format=fmt)
+
+    # (id, label, what to time, memory layout, keyword arguments); run in this order
+    specs = [("a", "(a) released-style", released_step, layout, {"reps": args.slow_reps}),
+             ("b", "(b) ours, default", our_step, layout, {}),
+             ("c", "(c) floor, no fault work", floor_step, layout, {}),
+             ("c2", f"(c') floor, K={k}", floor_step, layout, {"batch_models": k}),
+             ("d1", f"(d1) ours, K={k} (vmap)", our_step, layout, {"batch_models": k}),
+             ("d2", f"(d2) ours, {name}", our_step, other, {}),
+             ("d3", f"(d3) ours, --compile {mode}", compiled_row, layout, {"mode": mode})]
+    if cuda:
+        specs += [("e", "(e) ours, --amp", our_step, layout, {"amp": True}),
+                  ("f", "(f) ours, --amp --channels-last", our_step, cl, {"amp": True}),
+                  ("g", f"(g) ours, --compile {mode} --amp --channels-last", compiled_row, cl,
+                   {"amp": True, "mode": mode})]
+    rows = {}
+    for key, label, fn, fmt, kw in specs:
+        if key not in args.rows:
+            continue
+        kw = {"reps": args.reps, "workers": args.prefetch_workers, **kw}
+        g, b, xf = in_layout(fmt)
+        if fn is compiled_row:
+            rows[key] = {"label": label, **compiled_row(g, b, xf, y, fault, plan(), device=device, **kw)}
+        else:
+            reps = kw.pop("reps")
+            rows[key] = {"label": label, **time_row(fn, g, b, xf, y, fault, plan(), reps, device, **kw)}
+        print(f"  {arch} {label}: {rows[key]['s']:.3f} s/step", flush=True)   # kept if a later row fails
     return rows
 
 
@@ -144,6 +184,15 @@ def main() -> None:
     ap.add_argument("--batch-models", type=int, default=None, help="K for row (d) (default: N on CUDA, 2 CPU)")
     ap.add_argument("--reps", type=int, default=None, help="timed steps per row (default 3 CPU, 10 CUDA)")
     ap.add_argument("--slow-reps", type=int, default=None, help="timed steps of row (a) (default 2 CPU, 5 CUDA)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the --compile rows (they compile first)")
+    ap.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead"),
+                    help="torch.compile mode of the base model's passes in the --compile rows (default: "
+                         "default; reduce-overhead = CUDA graphs, not offered by zs_main.py: on an H200 its "
+                         "rows did not finish within 100 s)")
+    ap.add_argument("--rows", default=None, help="comma list of rows to run: a,b,c,c2,d1,d2,d3 (+ e,f,g on "
+                                                  "CUDA); default all")
+    ap.add_argument("--prefetch-workers", type=int, default=None,
+                    help="threads that build fault maps ahead (default: as transform_eopm_gen)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -151,25 +200,33 @@ def main() -> None:
     args.batch_models = args.batch_models or (args.n if cuda else 2)
     args.reps = args.reps or (10 if cuda else 3)
     args.slow_reps = args.slow_reps or (5 if cuda else 2)
+    if args.prefetch_workers is None:
+        args.prefetch_workers = default_workers()
     if cuda:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"EOPM step: ConvL, N={args.n}, batch {args.batch}, official faults at BER {BER}; "
-          f"torch {torch.__version__}; {name}; map threads {default_workers()}")
+          f"torch {torch.__version__}; {name}; map threads {args.prefetch_workers}")
+    args.rows = set((args.rows or "a,b,c,c2,d1,d2,d3,e,f,g").split(","))
+    if args.no_compile:
+        args.rows -= {"d3", "g"}
     result = None
     for arch in args.archs.split(","):
         rows = bench_model(arch, args, device)
-        ref, ours, floor = rows["(a) released-style"]["s"], rows["(b) ours, default"]["s"], \
-            rows["(c) floor, no fault work"]["s"]
-        print(f"\n{arch}\n{'row':36s} {'s/step':>8s} {'vs (a)':>7s} {'vs floor':>9s} {'peak GiB':>9s}")
-        for label, r in rows.items():
-            print(f"{label:36s} {r['s']:8.3f} {ref / r['s']:6.2f}x {r['s'] / floor:8.2f} {r['peak_gib']:9.2f}")
+        ref, ours, floor = (rows[k]["s"] if k in rows else float("nan") for k in ("a", "b", "c"))
+        print(f"\n{arch}\n{'row':48s} {'s/step':>8s} {'vs (a)':>7s} {'vs floor':>9s} {'peak GiB':>9s}")
+        for r in rows.values():
+            note = f"  (row incl. compiling: {r['total_s']:.0f} s)" if "total_s" in r else ""
+            print(f"{r['label']:48s} {r['s']:8.3f} {ref / r['s']:6.2f}x {r['s'] / floor:8.2f} "
+                  f"{r['peak_gib']:9.2f}{note}")
         if result is None:
             result = f"RESULT arch={arch} speedup_vs_original={ref / ours:.2f} floor_ratio={ours / floor:.2f}"
-            if cuda:
-                result += f" amp_speedup={ours / rows['(e) ours, --amp']['s']:.2f}"
-            fast = min(r["s"] for k_, r in rows.items() if k_.startswith("(d"))
-            result += f" best_fast_path_speedup_vs_original={ref / fast:.2f}"
+            for key, name in (("d3", "compile_speedup"), ("e", "amp_speedup")):
+                if key in rows:
+                    result += f" {name}={ours / rows[key]['s']:.2f}"
+            fast = [r["s"] for k_, r in rows.items() if k_.startswith(("d", "f", "g"))]
+            if fast:
+                result += f" best_fast_path_speedup_vs_original={ref / min(fast):.2f}"
     print(result)
 
 

@@ -3,7 +3,8 @@
 Runs with the interpreter that starts it (a GPU box's own Python with torch + CUDA; nothing is
 installed) and reads CIFAR-10 (python pickles, `cifar-10-batches-py/`) from --data-root. Every step
 prints the command it runs, its time and exit code; the first failing step stops the check loudly.
-Logs and a summary (summary.md, summary.json) go to one folder. About 6-8 minutes on one H100.
+Logs and a summary (summary.md, summary.json) go to one folder. About 7-9 minutes on one H100/H200
+(the benchmark's --compile rows compile for about 30 s each).
 
     make gpu-check DATA_ROOT=/data/cifar10                  # = python3 -m bench.gpu_check --data-root ...
     python3 -m bench.gpu_check --data-root ./data --dry-run  # the same steps on CPU with tiny limits
@@ -26,7 +27,7 @@ DRY = {"device": "cpu", "arch": "vgg11", "qat": ["-E", "1", "-BS", "32", "-LR", 
        "eopm": ["-E", "1", "-N", "2", "-BS", "32", "--eval-seeds", "50000:50002"],
        "limits": ["--train-limit", "64", "--test-limit", "40"],
        "bench_eopm": ["--device", "cpu", "--archs", "vgg11", "-N", "2", "--batch", "2", "--reps", "1",
-                      "--slow-reps", "1"],
+                      "--slow-reps", "1", "--no-compile"],
        "bench_eval": ["--device", "cpu", "--arch", "vgg11", "--test-limit", "40", "--seeds", "2"]}
 
 
