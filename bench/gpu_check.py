@@ -3,8 +3,8 @@
 Runs with the interpreter that starts it (a GPU box's own Python with torch + CUDA; nothing is
 installed) and reads CIFAR-10 (python pickles, `cifar-10-batches-py/`) from --data-root. Every step
 prints the command it runs, its time and exit code; the first failing step stops the check loudly.
-Logs and a summary (summary.md, summary.json) go to one folder. About 7-9 minutes on one H100/H200
-(the benchmark's --compile rows compile for about 30 s each).
+Logs and a summary (summary.md, summary.json) go to one folder. About 6-8 minutes on one H100/H200
+(the EOPM benchmark runs ResNet18 only here; its two --compile rows compile for about 25 s each).
 
     make gpu-check DATA_ROOT=/data/cifar10                  # = python3 -m bench.gpu_check --data-root ...
     python3 -m bench.gpu_check --data-root ./data --dry-run  # the same steps on CPU with tiny limits
@@ -22,7 +22,8 @@ from typing import Dict, List
 
 FULL = {"device": "cuda", "arch": "resnet18", "qat": ["-E", "3", "-BS", "256", "-LR", "0.02"],
         "eopm": ["-E", "2", "-N", "10", "-BS", "256"], "limits": [],
-        "bench_eopm": ["--device", "cuda"], "bench_eval": ["--device", "cuda", "--batch-models", "5"]}
+        "bench_eopm": ["--device", "cuda", "--archs", "resnet18"],
+        "bench_eval": ["--device", "cuda", "--batch-models", "5"]}
 DRY = {"device": "cpu", "arch": "vgg11", "qat": ["-E", "1", "-BS", "32", "-LR", "0.02"],
        "eopm": ["-E", "1", "-N", "2", "-BS", "32", "--eval-seeds", "50000:50002"],
        "limits": ["--train-limit", "64", "--test-limit", "40"],
