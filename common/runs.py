@@ -7,9 +7,11 @@ Example:
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Protocol
@@ -168,12 +170,10 @@ def check_compile(perf, device: torch.device) -> None:
         raise UsageError(f"--compile runs the perturbed models one at a time; drop --batch-models "
                          f"{perf.batch_models} or --compile")
     if device.type == "cuda":
-        import importlib.util
         if importlib.util.find_spec("triton") is None:
             raise UsageError("--compile on CUDA needs the triton package (it comes with PyTorch's CUDA "
                              "wheels); install it or drop --compile")
     elif device.type == "cpu":
-        import shutil
         cxx = os.environ.get("CXX") or "c++"
         if not any(shutil.which(c) for c in (cxx, "g++", "clang++")):
             raise UsageError(f"--compile on CPU needs a C++ compiler ({cxx!r}, g++ or clang++ on PATH); "

@@ -115,3 +115,13 @@ def test_compiled_runner_on_cuda_close_to_eager(monkeypatch):
     plain = _logits_and_grad(model, x, y, [2, 3])
     torch.testing.assert_close(compiled[0], plain[0], rtol=1e-3, atol=1e-4)
     assert ((compiled[1] - plain[1]).norm() / plain[1].norm()) < 1e-3
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_the_run(monkeypatch):
+    from common import runs
+    from config import PerfConfig
+    monkeypatch.setattr(runs.shutil, "which", lambda name: None)
+    with pytest.raises(runs.UsageError, match="C\\+\\+ compiler"):
+        runs.check_compile(PerfConfig(compile=True), torch.device("cpu"))
+    monkeypatch.undo()
+    runs.check_compile(PerfConfig(compile=True), torch.device("cpu"))     # this machine has one
