@@ -188,7 +188,7 @@ def interrupted_message(run_dir: Optional[os.PathLike], trains: bool) -> str:
     if not (run_dir / "last.pt").is_file():
         return (f"interrupted before the first epoch finished; nothing to resume in {run_dir} "
                 f"(run the command again without -rt)")
-    done = [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl") if "epoch" in r]
+    done = [r["epoch"] for r in read_jsonl(run_dir / "metrics.jsonl", skip_bad=True) if "epoch" in r]
     last = max(done) if done else "?"
     return (f"interrupted; epochs 1-{last} are saved in {run_dir / 'last.pt'} "
             f"(continue with the same command plus -rt)")

@@ -18,7 +18,7 @@ import torch
 
 import zs_main
 from common.ckpt import load_checkpoint, save_checkpoint
-from common.runs import read_jsonl
+from common.runs import interrupted_message, read_jsonl
 from test_datasets import write_gtsrb
 from train.loop import NonFiniteLoss, fit, train_one_epoch
 
@@ -237,3 +237,11 @@ def test_force_with_bad_input_leaves_the_old_run_intact(mode, runs, cifar_root, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "no-such-data" in err
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_ctrl_c_message_survives_a_torn_log_line(tmp_path):
+    """Ctrl-C during a metrics.jsonl append leaves half a line: the message still counts the saved epochs."""
+    (tmp_path / "last.pt").write_bytes(b"x")
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "tor')
+    msg = interrupted_message(tmp_path, trains=True)
+    assert "epochs 1-2 are saved" in msg and "-rt" in msg

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from common.ckpt import save_checkpoint, share_file
-from common.dist import DistInfo, all_reduce_sum
+from common.dist import DistInfo, all_reduce_min, all_reduce_sum
 from common.runs import append_jsonl, progress
 from config import DATA_ORDER_SEED_STRIDE
 
@@ -74,7 +74,7 @@ def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: st
         metrics = step(x, y)                      # floats or 0-dim tensors (kept on the device)
         b = y.numel()
         n += b
-        finite = torch.tensor(True, device=device)
+        finite = torch.ones((), dtype=torch.bool, device=device)   # made on the device: no host copy, no sync
         for k, v in metrics.items():
             v = torch.as_tensor(v, dtype=torch.float64, device=device)
             sums[k] = sums.get(k, 0.0) + v * b
@@ -92,11 +92,9 @@ def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: st
 
 def _raise_if_bad(first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], dist_info: DistInfo) -> None:
     """Raise _BadStep(step, what) once any process has seen a non-finite metric (all ranks together)."""
-    step = int(first_bad)
-    if dist_info.enabled:                         # every rank must stop at the same point
-        flags = all_reduce_sum(torch.stack([first_bad, (first_bad > 0).long()]).double(), dist_info)
-        step = step or (int(flags[0]) if int(flags[1]) else 0)
-    if step:
+    none = torch.iinfo(torch.int64).max          # every rank stops at the earliest bad step of any rank
+    step = int(all_reduce_min(torch.where(first_bad > 0, first_bad, none), dist_info))
+    if step != none:
         bad = [k for k, v in sums.items() if not math.isfinite(float(v))]
         raise _BadStep(step, bad[0] if bad else "loss")
 
