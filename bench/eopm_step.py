@@ -3,7 +3,8 @@
 Rows, for a frozen CIFAR-style base model with a ConvL generator, N perturbed models, `official`
 faults at BER 1%, fresh fault seeds every step (as in training):
   (a) released-style: our modules used the released way: G(x) and the clean model run again for each
-      of the N draws, the fault map is rebuilt for each draw, plus one extra forward for logging;
+      of the N draws, the fault map is rebuilt for each draw, plus one extra forward for logging (no
+      map threads run beside it);
   (b) ours, default: G(x) and the clean model once per batch, maps built ahead in threads
       (`FaultPrefetcher`), no host sync inside the step, the default memory layout
       (NCHW unless --channels-last on) — what `transform_eopm_gen` runs by default;
@@ -35,13 +36,12 @@ import torch
 import torch.nn.functional as F
 
 from bitflip import FaultConfig, perturbed
-from bitflip.ensemble import WeightedForward
+from bitflip.ensemble import WeightedForward, chunks, stacked_forward
 from bitflip.official import official_masks_np, official_period
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
 from config import PerfConfig
 from generators import get_generator
 from models import get_model
-from models.quant import weights_as_given
 from train.eopm import eopm_step
 
 BER, LAM, CLASSES = 0.01, 5.0, 10          # the paper's operating point and λ; CIFAR-10 classes
@@ -68,35 +68,15 @@ def floor_step(gen, base, x, y, fault, seeds, lam, batch_models=1, **_) -> None:
     fx = gen(x)
     z = fx.detach().requires_grad_(True)
     F.cross_entropy(base(z), y).backward()
-    if batch_models > 1:
-        run = WeightedForward(base)
-        clean = run.clean()
-        stacked = {k: w.contiguous().unsqueeze(0).repeat(batch_models, *([1] * w.dim())) for k, w in clean.items()}
-        zc = z.contiguous()
-    for _ in range(0, len(seeds), batch_models):
-        k = min(batch_models, len(seeds))
-        if k == 1:
-            logits = base(z).unsqueeze(0)
-        else:
-            with weights_as_given(base):
-                logits = torch.func.vmap(lambda w: torch.func.functional_call(base, w, (zc,)),
-                                         randomness="error")({n: w[:k] for n, w in stacked.items()})
+    for chunk in chunks(seeds, batch_models):
+        k = len(chunk)
+        logits = base(z).unsqueeze(0) if k == 1 else stacked_forward(base, [WeightedForward(base).clean()] * k)(z)
         (F.cross_entropy(logits.flatten(0, 1), y.repeat(k), reduction="sum") / len(y) * lam / len(seeds)).backward()
     fx.backward(z.grad)
 
 
 def our_step(gen, base, x, y, fault, seeds, lam, batch_models=1, amp=False, runner=None, **_) -> None:
     eopm_step(gen, base, x, y, fault, seeds, lam, batch_models, amp, runner)
-
-
-def compiled_row(gen, base, x, y, fault, plan, reps, device, mode=None, **kw) -> Dict[str, float]:
-    """(b) with --compile [mode], as transform_eopm_gen runs it: G compiled, the base model's passes
-    through a compiled WeightedForward."""
-    torch._dynamo.reset()
-    t = time.perf_counter()
-    row = time_row(our_step, torch.compile(gen), base, x, y, fault, plan, reps, device,
-                   runner=WeightedForward(base, compile=mode or True), **kw)
-    return {**row, "total_s": time.perf_counter() - t}
 
 
 def time_row(step: Callable, gen, base, x, y, fault, seed_plan: List[np.ndarray], reps: int,
@@ -140,7 +120,7 @@ def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, fl
     default_cl = PerfConfig().use_channels_last                 # the layout a user gets by default
     layout = cl if default_cl else torch.contiguous_format
     other = torch.contiguous_format if default_cl else cl
-    k, mode = args.batch_models, args.compile_mode
+    k = args.batch_models
     name = "channels_last" if other == cl else "contiguous (NCHW)"
     cuda = device.type == "cuda"
 
@@ -148,29 +128,33 @@ def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, fl
         return gen.to(memory_format=fmt), base.to(memory_format=fmt), x.contiguous(memory_format=fmt)
 
     # (id, label, what to time, memory layout, keyword arguments); run in this order
-    specs = [("a", "(a) released-style", released_step, layout, {"reps": args.slow_reps}),
+    specs = [("a", "(a) released-style", released_step, layout, {"reps": args.slow_reps, "workers": 0}),
              ("b", "(b) ours, default", our_step, layout, {}),
              ("c", "(c) floor, no fault work", floor_step, layout, {}),
              ("c2", f"(c') floor, K={k}", floor_step, layout, {"batch_models": k}),
              ("d1", f"(d1) ours, K={k} (vmap)", our_step, layout, {"batch_models": k}),
              ("d2", f"(d2) ours, {name}", our_step, other, {}),
-             ("d3", f"(d3) ours, --compile {mode}", compiled_row, layout, {"mode": mode})]
+             ("d3", "(d3) ours, --compile", our_step, layout, {"compile": True})]
     if cuda:
         specs += [("e", "(e) ours, --amp", our_step, layout, {"amp": True}),
                   ("f", "(f) ours, --amp --channels-last", our_step, cl, {"amp": True}),
-                  ("g", f"(g) ours, --compile {mode} --amp --channels-last", compiled_row, cl,
-                   {"amp": True, "mode": mode})]
+                  ("g", "(g) ours, --compile --amp --channels-last", our_step, cl,
+                   {"amp": True, "compile": True})]
     rows = {}
     for key, label, fn, fmt, kw in specs:
         if key not in args.rows:
             continue
-        kw = {"reps": args.reps, "workers": args.prefetch_workers, **kw}
+        kw = dict(kw)
+        reps, compiled = kw.pop("reps", args.reps), kw.pop("compile", False)
+        workers = kw.pop("workers", args.prefetch_workers)   # (a) builds its maps itself: no threads
         g, b, xf = in_layout(fmt)
-        if fn is compiled_row:
-            rows[key] = {"label": label, **compiled_row(g, b, xf, y, fault, plan(), device=device, **kw)}
-        else:
-            reps = kw.pop("reps")
-            rows[key] = {"label": label, **time_row(fn, g, b, xf, y, fault, plan(), reps, device, **kw)}
+        t = time.perf_counter()
+        if compiled:                      # as transform_eopm_gen --compile: G and the base passes compiled
+            torch._dynamo.reset()
+            g, kw["runner"] = torch.compile(g), WeightedForward(b, compile=True)
+        rows[key] = {"label": label, **time_row(fn, g, b, xf, y, fault, plan(), reps, device, workers, **kw)}
+        if compiled:
+            rows[key]["total_s"] = time.perf_counter() - t
         print(f"  {arch} {label}: {rows[key]['s']:.3f} s/step", flush=True)   # kept if a later row fails
     return rows
 
@@ -185,10 +169,6 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="timed steps per row (default 3 CPU, 10 CUDA)")
     ap.add_argument("--slow-reps", type=int, default=None, help="timed steps of row (a) (default 2 CPU, 5 CUDA)")
     ap.add_argument("--no-compile", action="store_true", help="skip the --compile rows (they compile first)")
-    ap.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead"),
-                    help="torch.compile mode of the base model's passes in the --compile rows (default: "
-                         "default; reduce-overhead = CUDA graphs, not offered by zs_main.py: on an H200 its "
-                         "rows did not finish within 100 s)")
     ap.add_argument("--rows", default=None, help="comma list of rows to run: a,b,c,c2,d1,d2,d3 (+ e,f,g on "
                                                   "CUDA); default all")
     ap.add_argument("--prefetch-workers", type=int, default=None,

@@ -21,21 +21,14 @@ from pathlib import Path
 import torch
 
 from bitflip import FaultConfig, perturbed
-from common.ckpt import load_checkpoint, save_checkpoint
+from common.ckpt import save_checkpoint
 from datasets import cache_batches, make_loader
 from config import EVAL_FAULT_SEEDS, DataConfig
 from eval.neuralfuse import evaluate_seeds
 from generators import get_generator
-from models import get_model
+from models import base_checkpoint_meta, get_model, load_base
 
 BER = 0.01
-
-
-def _reload(ckpt_path: Path, arch: str, device):
-    ckpt = load_checkpoint(ckpt_path, kind="base")
-    base = get_model(arch, ckpt["num_classes"])
-    base.load_state_dict(ckpt["state_dict"])
-    return base.to(device).eval()
 
 
 @torch.no_grad()
@@ -54,10 +47,10 @@ def reload_baseline(ckpt_path: Path, arch: str, gen, data_cfg: DataConfig, devic
     """CA and CA(NF) once, then per seed: checkpoint reloaded, test split re-read, PA and PA(NF)."""
     def loader():
         return make_loader(data_cfg, "test", seed=0, device=device, augment=False, shuffle=False)
-    clean = _accuracies(_reload(ckpt_path, arch, device), gen, loader(), device)
+    clean = _accuracies(load_base(str(ckpt_path), arch, "cifar10", 8, device), gen, loader(), device)
     rows = []
     for seed in seeds:
-        base = _reload(ckpt_path, arch, device)
+        base = load_base(str(ckpt_path), arch, "cifar10", 8, device)
         with perturbed(base, fault, seed):
             acc = _accuracies(base, gen, loader(), device)
         rows.append({"seed": seed, "PA": acc["plain"], "PA_NF": acc["nf"]})
@@ -83,17 +76,14 @@ def main() -> None:
     gen = get_generator("ConvL").to(device).eval()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "base.pt"
-        save_checkpoint({"kind": "base", "arch": args.arch, "dataset": "cifar10", "bits": 8, "num_classes": 10,
-                         "state_dict": base.state_dict()}, ckpt)
+        save_checkpoint({**base_checkpoint_meta(args.arch, "cifar10", 10, 8), "state_dict": base.state_dict()}, ckpt)
         sync()
         t = time.perf_counter()
         ref = reload_baseline(ckpt, args.arch, gen, data_cfg, device, fault, seeds)
         sync()
         t_ref = time.perf_counter() - t
         t = time.perf_counter()
-        base = get_model(args.arch, 10)
-        base.load_state_dict(load_checkpoint(ckpt, kind="base")["state_dict"])
-        base = base.to(device).eval().requires_grad_(False)
+        base = load_base(str(ckpt), args.arch, "cifar10", 8, device)
         batches = cache_batches(make_loader(data_cfg, "test", seed=0, device=device, augment=False,
                                             shuffle=False), device)
         ours = evaluate_seeds(base, gen, batches, device, fault, seeds, args.batch_models)

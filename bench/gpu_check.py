@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from common.runs import read_jsonl
+
 FULL = {"device": "cuda", "arch": "resnet18", "qat": ["-E", "3", "-BS", "256", "-LR", "0.02"],
         "eopm": ["-E", "2", "-N", "10", "-BS", "256"], "limits": [],
         "bench_eopm": ["--device", "cuda", "--archs", "resnet18"],
@@ -70,7 +72,7 @@ class Check:
 
 def epoch_times(run_dir: Path) -> List[Dict[str, float]]:
     """Per epoch: seconds of training alone and of the whole epoch (training + validation)."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     return [{"train_s": r.get("train_time_s"), "epoch_s": r["epoch_time_s"]} for r in rows]
 
 
