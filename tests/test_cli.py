@@ -58,6 +58,10 @@ def test_eopm_and_eval_results(chain):
         res = json.loads((run / "results.json").read_text())
         assert keys <= set(res)
         assert len(res["per_seed"]) == n_seeds
+        pa = [r["PA"] for r in res["per_seed"]]
+        pnf = [r["PA_NF"] for r in res["per_seed"]]
+        assert res["PA_mean"] == pytest.approx(sum(pa) / n_seeds)
+        assert res["RP"] == pytest.approx(sum(pnf) / n_seeds - res["PA_mean"])
         assert res["settings"]["fault_model"] == "official" and res["settings"]["arch"] == "vgg11"
         assert (run / "per_seed.csv").is_file() and (run / "summary.csv").is_file()
     sweep = json.loads((chain / "eval" / "results.json").read_text())["sweep"]

@@ -90,9 +90,10 @@ def test_prefetched_maps_are_the_maps():
         pf.schedule([101, 102, 103])
         pf.wait([101, 102, 103])
         assert official_masks_np.cache_info().currsize == 3
-    prefetched = official_masks_np(102, FAULT.ber, 8, -1)
-    official_masks_np.cache_clear()
-    fresh = official_masks_np(102, FAULT.ber, 8, -1)
+    hits = official_masks_np.cache_info().hits
+    prefetched = official_masks_np(102, FAULT.ber, 8, -1)         # the call inject_cfg makes
+    assert official_masks_np.cache_info().hits == hits + 1        # served by the prefetched entry
+    fresh = official_masks_np.__wrapped__(102, FAULT.ber, 8, -1)
     assert all(np.array_equal(a, b) for a, b in zip(prefetched, fresh))
     with FaultPrefetcher(FaultConfig("official", 0.01), workers=1) as pf:
         pf.schedule([-5])                                         # numpy refuses a negative seed
