@@ -134,7 +134,7 @@ class PerfConfig:
     amp: bool = opt(False, "bfloat16 autocast for G and the base model in training (CUDA only; "
                            "changes float rounding, faults stay int8-exact; evaluation stays fp32)")
     channels_last: str = opt("off", "NHWC memory layout for the convolutions: on or off (measured: no faster "
-                                    "on an H200 in fp32; on a 2-core CPU 2-5%% faster for ResNet18, 15%% "
+                                    "on an H200 in fp32; on a 2-core CPU 2-5%% faster for ResNet18, 15-20%% "
                                     "slower for VGG11/16)")
     batch_models: int = opt(1, "run K perturbed models at once with torch.func.vmap (1 = one by one)")
     prefetch_workers: int = opt(-1, "threads that build fault maps ahead (-1 = cores-1, at most 8; 0 = off)")
