@@ -51,3 +51,12 @@ def test_eopm_resume_is_exact(cifar_root, base_ckpt, tmp_path):
     a, b = (load_checkpoint(tmp_path / r / "last.pt") for r in ("whole", "split"))
     assert same_state(a["state_dict"], b["state_dict"])
     assert a["scheduler"] == b["scheduler"]
+
+
+def test_resume_may_switch_tensorboard_but_not_augmentation():
+    from train.resume import compare_settings
+    saved = {"run": {"arch": "vgg11", "tensorboard": False}, "data": {"augment": True}, "train": {"lr": 0.01}}
+    now = {"run": {"arch": "vgg11", "tensorboard": True}, "data": {"augment": False}, "train": {"lr": 0.01}}
+    refused, changed = compare_settings(saved, now, "base")
+    assert len(refused) == 1 and "--no-augment" in refused[0]
+    assert len(changed) == 1 and "tensorboard" in changed[0]

@@ -24,12 +24,14 @@ from common.runs import UsageError, read_jsonl, write_json, write_jsonl
 # config sections that describe what a run of each checkpoint kind trains
 SECTIONS = {"base": ("run", "data", "train"), "generator": ("run", "data", "eopm", "fault")}
 # settings a resumed run may change: they do not alter the weights it ends with
-MAY_CHANGE = {"run.run_dir", "run.device", "run.resume", "run.force", "data.root", "data.download",
-              "data.workers", "data.test_batch_size", "train.epochs", "eopm.epochs"}
+MAY_CHANGE = {"run.run_dir", "run.device", "run.resume", "run.force", "run.tensorboard", "data.root",
+              "data.download", "data.workers", "data.test_batch_size", "train.epochs", "eopm.epochs"}
 # how the user spells a setting, for the messages ("config.py ..." for the rest)
 FLAGS = {"run.arch": "ARCH", "run.mode": "MODE", "run.seed": "--seed", "run.bits": "--bits",
          "run.checkpoint": "-cp", "data.dataset": "DATASET", "data.train_limit": "--train-limit",
-         "data.test_limit": "--test-limit", "data.val_size": "--val-size", "data.batch_size": "-BS", "data.hflip": "--no-hflip (hflip)",
+         "data.test_limit": "--test-limit", "data.val_size": "--val-size", "data.batch_size": "-BS",
+         "data.hflip": "--no-hflip (hflip)", "data.augment": "--no-augment (augment)",
+         "eopm.n_global": "--n-global", "eopm.sync_bn": "--sync-bn", "fault.maps": "--fault-map",
          "train.lr": "-LR", "train.epochs": "-E", "eopm.generator": "-G", "eopm.lr": "-LR", "eopm.lam": "-LM",
          "eopm.n_models": "-N", "eopm.epochs": "-E", "fault.model": "--fault-model", "fault.ber": "-ber",
          "fault.position": "-pos", "fault.bits": "--bits"}
