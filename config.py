@@ -148,12 +148,6 @@ class PerfConfig:
     def use_channels_last(self) -> bool:
         return self.channels_last == "on"
 
-    def resolved_prefetch_workers(self) -> int:
-        if self.prefetch_workers >= 0:
-            return self.prefetch_workers
-        from bitflip.prefetch import default_workers
-        return default_workers()
-
 
 @dataclass(frozen=True)
 class Configs:

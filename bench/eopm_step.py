@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from bitflip import FaultConfig, perturbed
 from bitflip.ensemble import WeightedForward, chunks, stacked_forward
 from bitflip.official import official_masks_np, official_period
-from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
+from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, resolve_workers
 from config import PerfConfig
 from generators import get_generator
 from models import get_model
@@ -171,7 +171,7 @@ def main() -> None:
     ap.add_argument("--no-compile", action="store_true", help="skip the --compile rows (they compile first)")
     ap.add_argument("--rows", default=None, help="comma list of rows to run: a,b,c,c2,d1,d2,d3 (+ e,f,g on "
                                                   "CUDA); default all")
-    ap.add_argument("--prefetch-workers", type=int, default=None,
+    ap.add_argument("--prefetch-workers", type=int, default=-1,
                     help="threads that build fault maps ahead (default: as transform_eopm_gen)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -180,8 +180,7 @@ def main() -> None:
     args.batch_models = args.batch_models or (args.n if cuda else 2)
     args.reps = args.reps or (10 if cuda else 3)
     args.slow_reps = args.slow_reps or (5 if cuda else 2)
-    if args.prefetch_workers is None:
-        args.prefetch_workers = default_workers()
+    args.prefetch_workers = resolve_workers(args.prefetch_workers)
     if cuda:
         torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"

@@ -29,11 +29,18 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
+def resolve_workers(workers: int) -> int:
+    """A --prefetch-workers value: negative means `default_workers()`."""
+    return default_workers() if workers < 0 else workers
+
+
 class FaultPrefetcher:
-    """Runs `prepare_cfg(cfg, seed)` for scheduled seeds in `workers` threads (0: inline, on wait)."""
+    """Runs `prepare_cfg(cfg, seed)` for scheduled seeds in `workers` threads (0: inline, on wait;
+    negative: `default_workers()`)."""
 
     def __init__(self, cfg: FaultConfig, workers: int = 0):
         self.cfg = cfg
+        workers = resolve_workers(workers)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="faultmap") if workers > 0 else None
         self.pending: Dict[int, Future] = {}
 

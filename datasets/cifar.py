@@ -15,7 +15,6 @@ import hashlib
 import pickle
 import warnings
 from pathlib import Path
-from functools import lru_cache
 from typing import Dict, List, Set
 
 import numpy as np
@@ -50,9 +49,8 @@ def _official_md5s(tv_cls: type) -> Dict[str, str]:
 _MD5_WARNED: Set[str] = set()   # files already reported in this process (demo + stages share one)
 
 
-@lru_cache(maxsize=None)
 def _md5(path: str) -> str:
-    """md5 of a file, computed once per process (train and test splits share batches.meta)."""
+    """md5 of a file (each file is hashed once per process: `_MD5_WARNED` remembers it)."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):

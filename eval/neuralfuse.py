@@ -25,7 +25,7 @@ import torch
 
 from bitflip import FaultConfig
 from bitflip.ensemble import WeightedForward, chunks, perturbed_ensemble
-from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher, default_workers
+from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.dist import DistInfo, init_distributed, shutdown
 from common.ckpt import atomic_write
 from common.runs import UsageError, check_compile, progress, resolve_device, start_run, write_json
@@ -42,11 +42,11 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
                    fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
-                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: Optional[int] = None,
+                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: int = -1,
                    runner: Optional[WeightedForward] = None) -> Dict:
     """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
     `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
-    coming seeds are built in `prefetch_workers` background threads (None: the default); `on_seed(row)`
+    coming seeds are built in `prefetch_workers` background threads (negative: the default); `on_seed(row)`
     hears of each finished seed; `runner` (a WeightedForward of `base`, e.g. compiled) runs the
     perturbed passes one seed at a time. Always float32: --amp is for training only."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
@@ -56,8 +56,7 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
             fx_batches = [(gen(x.to(device)), y) for x, y in batches]
         out["CA_NF"] = accuracy(base, fx_batches, device, desc="CA(NF)")["acc"]
     rows = []
-    workers = default_workers() if prefetch_workers is None else prefetch_workers
-    with FaultPrefetcher(fault, workers) as prefetch:
+    with FaultPrefetcher(fault, prefetch_workers) as prefetch:
         prefetch.schedule(list(seeds)[:MAX_AHEAD])
         for group in chunks(seeds, batch_models):
             prefetch.wait(group)
@@ -178,7 +177,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
                                               cfgs.perf.batch_models,
                                               on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row),
-                                              prefetch_workers=cfgs.perf.resolved_prefetch_workers(),
+                                              prefetch_workers=cfgs.perf.prefetch_workers,
                                               runner=runner),
             bers, cfgs.eval.seeds, dist_info)
         for ber, res in zip(bers, merged or []):

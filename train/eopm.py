@@ -134,7 +134,7 @@ def run(cfgs: Configs) -> int:
               f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images; "
               f"{dist_info.world_size} process(es) x {n_local} perturbed models per step; {select}")
     lo, hi = ecfg.train_seeds
-    prefetch = FaultPrefetcher(fault, perf.resolved_prefetch_workers())
+    prefetch = FaultPrefetcher(fault, perf.prefetch_workers)
     ahead = max(1, MAX_AHEAD // n_local)            # batches whose fault maps are built early
     plan = {"seeds": [], "i": 0}
 
@@ -168,7 +168,7 @@ def run(cfgs: Configs) -> int:
             return {}
         gen.eval()
         res = evaluate_seeds(base, gen, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models,
-                             prefetch_workers=perf.resolved_prefetch_workers(), runner=runner)
+                             prefetch_workers=perf.prefetch_workers, runner=runner)
         return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
     def make_checkpoint(epoch, metrics, best_value):
