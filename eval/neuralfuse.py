@@ -40,21 +40,30 @@ from models import is_external, load_base
 RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")
 
 
-def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
-                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
-                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: int = -1,
-                   runner: Optional[WeightedForward] = None) -> Dict:
-    """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed;
-    `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
-    coming seeds are built in `prefetch_workers` background threads (negative: the default); `on_seed(row)`
-    hears of each finished seed; `runner` (a WeightedForward of `base`, e.g. compiled) runs the
-    perturbed passes one seed at a time. Always float32: --amp is for training only."""
+def clean_numbers(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List,
+                  device: torch.device) -> Tuple[Dict, Optional[List]]:
+    """({'CA'[, 'CA_NF']}, F(x) batches or None): what does not depend on the BER or the fault seed."""
     out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
     fx_batches = None
     if gen is not None:
         with torch.no_grad():
             fx_batches = [(gen(x.to(device)), y) for x, y in batches]
         out["CA_NF"] = accuracy(base, fx_batches, device, desc="CA(NF)")["acc"]
+    return out, fx_batches
+
+
+def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
+                   fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
+                   on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: int = -1,
+                   runner: Optional[WeightedForward] = None, clean: Optional[Tuple] = None) -> Dict:
+    """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed
+    (and for every BER when the caller passes `clean_numbers(...)` as `clean`);
+    `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
+    coming seeds are built in `prefetch_workers` background threads (negative: the default); `on_seed(row)`
+    hears of each finished seed; `runner` (a WeightedForward of `base`, e.g. compiled) runs the
+    perturbed passes one seed at a time. Always float32: --amp is for training only."""
+    out, fx_batches = clean if clean is not None else clean_numbers(base, gen, batches, device)
+    out = dict(out)
     rows = []
     with FaultPrefetcher(fault, prefetch_workers) as prefetch:
         prefetch.schedule(list(seeds)[:MAX_AHEAD])
@@ -169,6 +178,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
         batches = cache_batches(make_loader(data_cfg, "train" if is_train else "test", seed=TEST_LOADER_SEED,
                                             device=device, augment=False, shuffle=False), device)
         n_images = sum(len(y) for _, y in batches)
+        clean = clean_numbers(base, gen, batches, device) if perturbed_eval and bers else None
         if not perturbed_eval:
             res = {"CA": accuracy(base, batches, device, desc="CA")["acc"], "per_seed": [], "ber": None}
             res.update(split=split, n_images=n_images)
@@ -178,7 +188,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
                                               cfgs.perf.batch_models,
                                               on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row),
                                               prefetch_workers=cfgs.perf.prefetch_workers,
-                                              runner=runner),
+                                              runner=runner, clean=clean),
             bers, cfgs.eval.seeds, dist_info)
         for ber, res in zip(bers, merged or []):
             res = summarize(res)
