@@ -151,19 +151,27 @@ def seeds_reused(seeds: Sequence[int], train_seeds: Tuple[int, int], monitor_see
     return sorted(s for s in set(seeds) if lo <= s <= hi or s in set(monitor_seeds))
 
 
+def split_batches(data_cfg, split: str, device: torch.device) -> List:
+    """A split's images and labels as evaluated: unaugmented, in order, held in memory (on the device)."""
+    return cache_batches(make_loader(data_cfg, split, seed=TEST_LOADER_SEED, device=device, augment=False,
+                                     shuffle=False), device)
+
+
 def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Module], run_dir: Optional[Path],
                  device: torch.device, extra_settings: Dict, perturbed_eval: bool = True,
-                 dist_info: DistInfo = DistInfo(), runner: Optional[WeightedForward] = None) -> Optional[Dict]:
+                 dist_info: DistInfo = DistInfo(), runner: Optional[WeightedForward] = None,
+                 test_batches: Optional[List] = None) -> Optional[Dict]:
     """Evaluate every split (and, with `perturbed_eval`, every requested BER); print the tables, write
     the result files; returns results.json. `perturbed_eval=False` (testing_mode 'clean') measures CA only.
-    With --compile the perturbed passes go through `runner` (made here unless the caller has one).
+    With --compile the perturbed passes go through `runner` (made here unless the caller has one);
+    `test_batches`, if the caller has read the test split already, are used instead of reading it again.
 
     Under torchrun every rank evaluates its share of the (BER, seed) pairs (eval/sharded.py) and rank 0
     alone prints and writes the same files as one process would; the other ranks return None."""
     data_cfg = cfgs.data
     if runner is None and cfgs.perf.compile:
         runner = WeightedForward(base, compile=True)
-    splits = [("test", False)] + ([("train", True)] if cfgs.eval.on_train else [])
+    splits = ["test"] + (["train"] if cfgs.eval.on_train else [])
     bers = (cfgs.eval.bers or (cfgs.fault.ber,)) if perturbed_eval else ()
     if gen is not None and cfgs.fault.model != "chipmap":   # chipmap: the measured maps are shared on purpose
         reused = seeds_reused(cfgs.eval.seeds, cfgs.eopm.train_seeds, cfgs.eopm.monitor_seeds)
@@ -174,9 +182,9 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     all_results = []
     tick, close = seed_progress(len(splits) * len(bers) * len(cfgs.eval.seeds)) if dist_info.is_main \
         else (lambda label, row: None, lambda: None)              # other ranks: silent
-    for split, is_train in splits:
-        batches = cache_batches(make_loader(data_cfg, "train" if is_train else "test", seed=TEST_LOADER_SEED,
-                                            device=device, augment=False, shuffle=False), device)
+    for split in splits:
+        batches = test_batches if split == "test" and test_batches is not None \
+            else split_batches(data_cfg, split, device)
         n_images = sum(len(y) for _, y in batches)
         clean = clean_numbers(base, gen, batches, device) if perturbed_eval and bers else None
         if not perturbed_eval:
@@ -221,9 +229,6 @@ def run(cfgs: Configs) -> int:
     if cfgs.perf.compile:
         check_compile(cfgs.perf, device)
     base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, device)
-    if is_external(cfgs.run.arch):
-        print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, cache_batches(make_loader(
-            cfgs.data, "test", seed=TEST_LOADER_SEED, device=device, shuffle=False)), device)
     settings = {"testing_mode": ev.testing_mode, "checkpoint": cfgs.run.checkpoint}
     gen = None
     if ev.testing_mode == "generator_base":
@@ -236,10 +241,12 @@ def run(cfgs: Configs) -> int:
     cfgs = cfgs.with_run_dir(settings.get("generator"))
     dist_info = init_distributed(device)          # under torchrun the fault seeds are shared out over ranks
     try:
-        make_loader(cfgs.data, "test", seed=TEST_LOADER_SEED, device=device, shuffle=False)  # data readable
-        run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)     # before -F replaces a run
+        test = split_batches(cfgs.data, "test", device)      # read once; before -F replaces a run
+        if is_external(cfgs.run.arch):
+            print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, test, device)
+        run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)
         evaluate_run(cfgs, base, gen, run_dir, device, settings, perturbed_eval=gen is not None,
-                     dist_info=dist_info)
+                     dist_info=dist_info, test_batches=test)
     finally:
         shutdown(dist_info)
     return 0
