@@ -117,10 +117,22 @@ def load_checkpoint(path: os.PathLike, kind: Optional[str] = None, require: Sequ
     return ckpt
 
 
-def load_state(module: Any, state: Dict[str, Any], path: os.PathLike, what: str = "state_dict") -> None:
-    """module.load_state_dict(state), with a mismatch reported as one CheckpointError line."""
+def load_state(module: Any, state: Dict[str, Any], path: os.PathLike, what: str = "state_dict",
+               hint: str = "") -> None:
+    """module.load_state_dict(state), with a mismatch reported as one CheckpointError line: for a
+    model, the first missing, unexpected and other-shape keys; `hint` is appended."""
+    if isinstance(module, torch.nn.Module) and isinstance(state, dict):
+        own = module.state_dict()
+        groups = (("missing", [k for k in own if k not in state]),
+                  ("unexpected", [k for k in state if k not in own]),
+                  ("other shape", [k for k in own if k in state and own[k].shape != getattr(state[k], "shape", None)]))
+        what_differs = "; ".join(f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                                 for label, keys in groups if keys)
+        if what_differs:
+            raise CheckpointError(f"{path}: its {what} does not fit the model the command builds "
+                                  f"({what_differs}){hint}")
     try:
         module.load_state_dict(state)
     except (RuntimeError, ValueError, KeyError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: its {what} does not fit the model the command builds ({first})") from None
+        raise CheckpointError(f"{path}: its {what} does not fit the model the command builds ({first}){hint}") from None

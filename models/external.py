@@ -104,22 +104,6 @@ def read_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor], bool]:
     return {k.removeprefix("module."): v for k, v in obj.items()}, False    # DDP-saved keys too
 
 
-def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str, arch: str) -> None:
-    """load_state_dict with a one-line error naming what does not fit."""
-    from common.ckpt import CheckpointError
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        what = "; ".join(f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                         for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                             ("other shape", shapes)) if keys)
-        raise CheckpointError(f"-cp {path} does not fit {arch} ({what}); was it saved from this builder "
-                              f"with the dataset's number of classes?")
-    model.load_state_dict(state)
-
-
 def dataset_shape(dataset: str) -> Tuple[int, int]:
     """(classes, input pixels per side) of a dataset: what a torchvision model is built for."""
     from datasets import get_dataset_info
@@ -134,8 +118,10 @@ def is_float_state_dict(path: str) -> bool:
 
 def load_float_base(path: str, arch: str, dataset: str, bits: int, device: torch.device) -> nn.Module:
     """torchvision:NAME from a float state_dict, quantized post-training to `bits`, frozen."""
+    from common.ckpt import load_state
     from models.quant import quantize_
     state, _ = read_state_dict(path)
     model = build_torchvision(arch, *dataset_shape(dataset))
-    load_weights(model, state, path, arch)
+    load_state(model, state, path, hint=f"; was it saved from {arch}'s builder with the dataset's number "
+                                        f"of classes?")
     return quantize_(model, bits).to(device).eval().requires_grad_(False)

@@ -110,7 +110,8 @@ def test_own_model_usage_errors(own, capsys, tmp_path):
     assert run_cli(ARCH, "transform_eval", "cifar10", "-cp", tmp_path / "seven.pt", "--run-dir",
                    tmp_path / "r", *data) == 2
     err = capsys.readouterr().err
-    assert "does not fit torchvision:mobilenet_v3_small (other shape classifier.3.weight" in err
+    assert "does not fit the model the command builds (other shape classifier.3.weight" in err
+    assert "torchvision:mobilenet_v3_small's builder" in err
     assert err.count("\n") == 1
 
 
