@@ -31,15 +31,16 @@ def accuracy(model: torch.nn.Module, batches: Iterable[Tuple[torch.Tensor, torch
     return {"acc": 100.0 * int(correct) / max(n, 1), "loss": float(loss_sum) / max(n, 1), "n": n}
 
 
-def print_ptq_accuracy(arch: str, checkpoint: str, bits: int, base: torch.nn.Module,
-                       batches: Iterable[Tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> None:
-    """For torchvision:NAME given as a float state_dict (models/external.py): print its clean accuracy
-    after post-training quantization, before anything is trained or evaluated with it."""
-    from models.external import is_external, is_float_state_dict
-    if is_external(arch) and is_float_state_dict(checkpoint):
+def print_ptq_accuracy(arch: str, bits: int, base: torch.nn.Module,
+                       batches: Iterable[Tuple[torch.Tensor, torch.Tensor]], device: torch.device,
+                       split: str) -> None:
+    """For a base model quantized post-training from a float state_dict (`load_float_base` marks it):
+    print its clean accuracy on `batches` (the `split` images), before anything uses it."""
+    source = getattr(base, "ptq_from", None)
+    if source:
         m = accuracy(base, batches, device, desc="PTQ")
-        print(f"{arch} from float state_dict {checkpoint}, post-training quantized to {bits} bits: "
-              f"clean accuracy {m['acc']:.2f}% on {m['n']} test images")
+        print(f"{arch} from float state_dict {source}, post-training quantized to {bits} bits: "
+              f"clean accuracy {m['acc']:.2f}% on {m['n']} {split} images")
 
 
 

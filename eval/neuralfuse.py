@@ -35,7 +35,7 @@ from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
 from eval.sharded import sharded_over_seeds
 from generators import load_generator
-from models import is_external, load_base
+from models import load_base
 
 RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")
 
@@ -242,8 +242,7 @@ def run(cfgs: Configs) -> int:
     dist_info = init_distributed(device)          # under torchrun the fault seeds are shared out over ranks
     try:
         test = split_batches(cfgs.data, "test", device)      # read once; before -F replaces a run
-        if is_external(cfgs.run.arch):
-            print_ptq_accuracy(cfgs.run.arch, cfgs.run.checkpoint, cfgs.bits, base, test, device)
+        print_ptq_accuracy(cfgs.run.arch, cfgs.bits, base, test, device, "test")
         run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)
         evaluate_run(cfgs, base, gen, run_dir, device, settings, perturbed_eval=gen is not None,
                      dist_info=dist_info, test_batches=test)

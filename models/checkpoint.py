@@ -29,11 +29,12 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
     For ARCH = torchvision:NAME, `path` may also be a plain float state_dict (models/external.py).
     """
     from models import get_model
-    from models.external import dataset_shape, is_external, is_float_state_dict, load_float_base
+    from models.external import dataset_shape, is_external, load_float_base, read_float_state_dict
     if not path:
         raise UsageError("-cp is required: give the base-model checkpoint (a train run's best.pt)")
-    if is_external(arch) and is_float_state_dict(path):
-        return load_float_base(path, arch, dataset, bits, device)
+    state = read_float_state_dict(path) if is_external(arch) else None
+    if state is not None:
+        return load_float_base(state, path, arch, dataset, bits, device)
     ckpt = load_checkpoint(path, kind="base")
     if ckpt.get("arch") != arch or ckpt.get("dataset") != dataset:
         raise UsageError(f"-cp {path} holds a {ckpt.get('arch')} trained on {ckpt.get('dataset')}, but the "

@@ -83,9 +83,10 @@ def build_torchvision(arch: str, num_classes: int, image_size: int) -> nn.Module
     return model
 
 
-def read_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor], bool]:
-    """(state_dict, is_ours) from `path`: our base checkpoint or a plain float state_dict file."""
-    from common.ckpt import CheckpointError, load_checkpoint
+def read_float_state_dict(path: str) -> Optional[Dict[str, torch.Tensor]]:
+    """The float state_dict in `path`, or None when `path` is one of our base checkpoints (read with
+    `load_checkpoint` instead)."""
+    from common.ckpt import CheckpointError
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -94,14 +95,14 @@ def read_state_dict(path: str) -> Tuple[Dict[str, torch.Tensor], bool]:
         raise CheckpointError(f"cannot read {path} as a state_dict: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}") from None
     if isinstance(obj, dict) and "kind" in obj:
-        return load_checkpoint(path, kind="base")["state_dict"], True
+        return None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} is neither a NeuralFuse base checkpoint nor a state_dict "
                               f"(a dict of tensors)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}, False    # DDP-saved keys too
+    return {k.removeprefix("module."): v for k, v in obj.items()}    # DDP-saved keys too
 
 
 def dataset_shape(dataset: str) -> Tuple[int, int]:
@@ -111,17 +112,15 @@ def dataset_shape(dataset: str) -> Tuple[int, int]:
     return info.num_classes, info.image_size
 
 
-def is_float_state_dict(path: str) -> bool:
-    """True when -cp is a plain float state_dict (quantized post-training), not our base checkpoint."""
-    return not read_state_dict(path)[1]
-
-
-def load_float_base(path: str, arch: str, dataset: str, bits: int, device: torch.device) -> nn.Module:
-    """torchvision:NAME from a float state_dict, quantized post-training to `bits`, frozen."""
+def load_float_base(state: Dict[str, torch.Tensor], path: str, arch: str, dataset: str, bits: int,
+                    device: torch.device) -> nn.Module:
+    """torchvision:NAME from the float state_dict `state` (read from `path`), quantized post-training
+    to `bits`, frozen; `model.ptq_from` names the file (for `eval.accuracy.print_ptq_accuracy`)."""
     from common.ckpt import load_state
     from models.quant import quantize_
-    state, _ = read_state_dict(path)
     model = build_torchvision(arch, *dataset_shape(dataset))
     load_state(model, state, path, hint=f"; was it saved from {arch}'s builder with the dataset's number "
                                         f"of classes?")
-    return quantize_(model, bits).to(device).eval().requires_grad_(False)
+    model = quantize_(model, bits).to(device).eval().requires_grad_(False)
+    model.ptq_from = path
+    return model

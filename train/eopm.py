@@ -126,7 +126,7 @@ def run(cfgs: Configs) -> int:
     if perf.compile:                              # G (trained) and the base model's passes, compiled
         net, runner = torch.compile(net), WeightedForward(base, compile=True)
     if dist_info.is_main:
-        print_ptq_accuracy(run_cfg.arch, run_cfg.checkpoint, cfgs.bits, base, val_batches, device)
+        print_ptq_accuracy(run_cfg.arch, cfgs.bits, base, val_batches, device, "validation")
         n_val = sum(len(y) for _, y in val_batches)
         select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
                   f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
