@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from config import RUNS_ROOT
+
 ROOT = Path(__file__).resolve().parent
 LAUNCHES = ("local", "slurm", "submitit-local", "submitit-debug")   # the last two: submitit without a cluster
 
@@ -40,7 +42,7 @@ class Grid:
     lambdas: Tuple[float, ...] = (5.0,)
     seeds: Tuple[int, ...] = (0,)                 # generator (EOPM) run seeds
     base_seed: int = 0                            # --seed of the base-model runs
-    out: str = "checkpoints/grid"                 # every run folder goes under here
+    out: str = f"{RUNS_ROOT}/grid"                # every run folder goes under here
     flags: Tuple[str, ...] = ()                   # passed to every run (e.g. --data-root, -BS)
     train_flags: Tuple[str, ...] = ()             # base-model runs only (e.g. -E 300 -LR 0.001)
     eopm_flags: Tuple[str, ...] = ()              # generator runs only (e.g. -E 150 -N 10 --eval-bers ...)

@@ -124,14 +124,13 @@ def read_map(source: str) -> Tuple[np.ndarray, np.ndarray]:
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in ("sa0", "sa1") if k not in z.files]
-                if missing:
-                    raise FaultMapError(f"{path}: no array {' or '.join(missing)} (has {', '.join(z.files)})")
-                sa0, sa1 = z["sa0"], z["sa1"]
+                arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError) as e:
-            if isinstance(e, FaultMapError):
-                raise
             raise FaultMapError(f"{path}: not a readable .npz ({str(e).splitlines()[0]})") from None
+        missing = [k for k in ("sa0", "sa1") if k not in arrays]
+        if missing:
+            raise FaultMapError(f"{path}: no array {' or '.join(missing)} (has {', '.join(arrays)})")
+        sa0, sa1 = arrays["sa0"], arrays["sa1"]
         names = (f"{path}[sa0]", f"{path}[sa1]")
     else:
         m = FMAP.match(path.name)
