@@ -1,17 +1,19 @@
 # Two commands set everything up on a fresh machine:
 #   make demo DATA_ROOT=./data   # venv + deps, then the NeuralFuse pipeline end to end on CIFAR-10
 #   make test                    # venv + deps (+ requirements-optional.txt), then the pytest suite (CPU)
-# Offline machines of this project: `make data DATA_ROOT=./data` lays out the shared CIFAR-10 copy first.
+# Offline machines of this project: `make data DATA_ROOT=./data` lays out the shared data copy first
+# (every dataset it has; `make data DATASET=cifar10` for one). Editing loop: `make test-fast` (no slow tests).
 PYTHON ?= python3
 VENV ?= .venv
 DATA_ROOT ?= ./data
 DEMO_ARGS ?=
 SHARED_DATA ?= ../shared/data
+DATASET ?= all
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OPT_STAMP := $(VENV)/.installed-optional
 
-.PHONY: demo data test bench gpu-check clean-venv
+.PHONY: demo data test test-fast bench gpu-check paper-row clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +29,13 @@ demo: $(STAMP)
 	$(PY) demo.py --data-root $(DATA_ROOT) $(DEMO_ARGS)
 
 data: $(STAMP)
-	$(PY) $(SHARED_DATA)/materialize.py cifar10 $(DATA_ROOT)
+	$(PY) $(SHARED_DATA)/materialize.py $(DATASET) $(DATA_ROOT)
 
 test: $(OPT_STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(OPT_STAMP)
+	$(PY) -m pytest -q -m "not slow and not cuda"
 
 bench: $(STAMP)
 	$(PY) -m bench.bitflip
