@@ -7,7 +7,9 @@ straight-through estimator in the backward pass. Activations, biases and BatchNo
 
 Bit errors (docs/DESIGN.md §5) are applied by handing a layer perturbed int8 weights with `set_fault(q')`;
 the forward then uses q'·Δ with the *clean* Δ (no clamp, -128 allowed). The float master weight is
-never modified, so clearing the fault (`set_fault(None)`) restores the clean model exactly.
+never modified, so clearing the fault (`set_fault(None)`) restores the clean model exactly. A layer
+that is being trained (fault-aware training, train/fault_aware.py) passes the gradient of its faulty
+weights straight through to the master weight.
 
 Example:
     model = quantize_(torchvision.models.resnet18())
@@ -105,7 +107,9 @@ class QuantMixin:
         """The weight the forward pass uses: fake-quantized master weight, or faulty q'·(clean Δ)."""
         if self._as_given:
             return self.weight                    # already dequantized (batched perturbed models)
-        if self._fault_w is not None:
+        if self._fault_w is not None:             # trained under faults: straight-through to the master
+            if self.weight.requires_grad and torch.is_grad_enabled():
+                return self._fault_w + (self.weight - self.weight.detach())   # value q'·Δ exactly
             return self._fault_w
         if not (self.weight.requires_grad and torch.is_grad_enabled()):
             return self._clean()[2]               # frozen or no_grad: the cached q·Δ
