@@ -48,5 +48,11 @@ GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) -m bench.gpu_check --data-root $(DATA_ROOT)
 
+# Table 12's ResNet18 + ConvL row on one CUDA GPU within MINUTES; OUT is the folder to carry to the next box
+OUT ?= paper_row
+MINUTES ?= 9
+paper-row:
+	$(GPU_PYTHON) -m bench.paper_row --data-root $(DATA_ROOT) --out $(OUT) --minutes $(MINUTES)
+
 clean-venv:
 	rm -rf $(VENV)
