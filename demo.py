@@ -9,7 +9,7 @@ Every stage runs through `zs_main.main`, the same code path as the command line;
 are printed so they can be rerun or scaled up.
 
 Example:
-    python demo.py --data-root ./data            # about 20 min on 2 CPU cores (README)
+    python demo.py --data-root ./data            # about 10 min on a 2-core CPU (docs/MEASUREMENTS.md)
     python demo.py --data-root ./data --preset tiny --out /tmp/nf_demo
 """
 from __future__ import annotations

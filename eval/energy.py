@@ -1,63 +1,15 @@
-"""SRAM energy saving of NeuralFuse (paper §4.4, Eq. 6 and Eq. 7, App. C; docs/DESIGN.md §10).
+"""SRAM energy saving of NeuralFuse (paper §4.4, Eq. 6-7, App. C); the model is explained in docs/DESIGN.md §10.
 
-Only the dynamic energy of weight-memory (SRAM) reads counts. The base model runs at a reduced
-supply voltage, where every access costs a fraction S less energy but bits flip at rate BER; the
-generator runs at nominal voltage (Vmin, the lowest error-free voltage). Per inference,
-
-    ES = S - cost(generator) / cost(base)          (in %, S in %)
-
-with cost = TWMA (total weight-memory accesses, Eq. 6, the paper's Table 2) or MACs (Eq. 7).
-
-TWMA model (an analytical stand-in for the paper's SCALE-Sim runs: output-stationary 32x32 systolic
-array, 256 KB weight SRAM). In an output-stationary array each of the 32 rows holds one output
-pixel and each column one filter, so a layer is computed in ceil(output pixels / 32) row folds and
-every fold streams all of the layer's weights once:
-
-    reads(layer) = weights x ceil(P / 32),   TWMA = sum over conv/deconv/linear layers / 8
-
-P follows SCALE-Sim's topology convention, not PyTorch's:
-  * conv: the padded input H + 2p is entered and SCALE-Sim computes ceil((H + 2p - k + s) / s)
-    output rows, i.e. it rounds *up* where PyTorch floors. This changes only the stride-2 layers of
-    the ResNets (3x3 s2 on 32 px: 17x17 instead of 16x16; 1x1 s2 shortcut: 17x17).
-  * transposed conv (SCALE-Sim has none): a stride-1 conv over the s-times upsampled input, padded
-    like a conv: P = (H*s + 2p - k + 1)^2. DeConv (k4 s2 p1): 2H-1 per side; UNet up (k2 s2 p1,
-    the released code's padding): 2H+1 per side.
-  * linear: one output position per sample (a GEMM with M = 1).
-The /8 is the unit of the paper's Table 6 (consistent with 64-bit SRAM words of eight 8-bit weights);
-it cancels in ES. Our TWMA (command: `python -m eval.energy`) against Table 6, 32 px:
-
-    model     ours        Table 6     diff      | model    ours      Table 6   diff
-    ResNet18  2,755,968   2,755,968   0         | ConvL    320,256   320,256   0
-    ResNet50  6,182,144   6,182,144   0         | ConvS     41,508    41,508   0
-    VGG11     1,334,656   1,334,656   0         | DeConvL  259,264   259,264   0
-    VGG16     2,366,848   2,366,848   0         | DeConvS   86,208    86,208   0
-    VGG19     3,104,128   3,104,128   0         | UNetL    180,864   180,894   -0.017%
-                                                | UNetS     45,696    45,711   -0.033%
-
-The UNet remainder is the 1x1 output conv alone (Table 6 implies 37 folds = a 34x34 output, as if
-its input had been padded by 1 although its padding is 0); we keep the principled rule. Table 2
-(ES at 1% BER, all 30 pairs) is reproduced to within 0.07 points (its rounding to one decimal),
-except VGG19+ConvS: 29.29 from Table 6's own TWMA vs 29.7 printed (docs/DESIGN.md §10), an
-inconsistency inside the paper or the transcription. The plain
-`weights x ceil(output pixels / 32)` count with PyTorch's sizes is 2-3.5% low for the ResNets and
-4-5% low for the UNets. MACs (Eq. 7) come from eval/macs.py (`macs` = ptflops convention of
-Table 7, used for ES; `conv_macs` = conv/linear multiply-accumulates only).
-
-Operating points (BER -> relative voltage v = V/Vmin -> S = 1 - v^2, dynamic energy ~ C V^2):
-    BER     v       S (%)   basis
-    0.01%   0.923   14.76   model (below)
-    0.1%    0.883   22.12   model
-    0.5%    0.849   27.91   model
-    1%      0.833   30.63   paper: ~0.83 Vmin at 1% BER (App. C); S fitted to reproduce Table 2
-    2%      0.815   33.55   model
-    5%      0.789   37.80   model
-Only the 1% point comes from the paper. The others are NOT paper numbers: they assume cell failure
-voltages are normally distributed (BER(v) = 1 - Phi((v - mu) / sigma)), anchored at the 1% point and
-at Vmin = the voltage where one cell of the 256 KB weight SRAM fails (BER 1/2^21). `--saving` overrides.
+Per inference ES = S - cost(generator) / cost(base) in %, with cost = TWMA (Eq. 6, Table 2) or MACs (Eq. 7,
+from eval/macs.py). TWMA models the paper's SCALE-Sim runs analytically: weights x ceil(output pixels / 32)
+per conv / transposed-conv / linear layer, with SCALE-Sim's output sizes, summed and divided by 8 (Table 6's
+unit). S, the per-access saving, comes from the operating point of a BER: the paper's 1% point (S = 30.63%,
+fitted to Table 2) or, for other BERs, a Gaussian cell-failure model labelled "not a paper number".
 
 Example:
     python zs_main.py resnet18 energy cifar10 -G all            # aligned table, S from -ber 0.01
     python zs_main.py vgg11 energy cifar10 -G ConvL --saving 25 --json
+    python -m eval.energy                                       # our TWMA of every model (Table 6)
     energy_rows("resnet18", ["ConvL"])[0]["es_twma"]            # 19.01 (Table 2: 19.0)
 """
 from __future__ import annotations
