@@ -38,7 +38,6 @@ RESULTS = "results.json"      # written last by the modes that evaluate: its pre
 STALE_ON_FORCE = ("metrics.jsonl", "last.pt", "best.pt", "results.json", "per_seed.csv", "summary.csv",
                   "sweep.png", "results.csv", "sweep.csv")
 RUN_ARTEFACTS = ("args.json", *STALE_ON_FORCE)   # any of them: the folder holds a run; -F or -rt needed
-FOLDER_STATES = ("done", "partial", "new")
 
 
 class RunSpec(Protocol):

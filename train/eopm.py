@@ -206,9 +206,9 @@ def run(cfgs: Configs) -> int:
                   f"{len(cfgs.eval.seeds)} seeds:")
         evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
                      dist_info=dist_info, runner=runner)
-    if dist_info.is_main:
-        print(f"training curves: {plot_curves(run_dir)}")
-        print(f"samples: {samples_figure(cfgs, base, gen, device, run_dir)}")
+        if dist_info.is_main:
+            print(f"training curves: {plot_curves(run_dir)}")
+            print(f"samples: {samples_figure(cfgs, base, gen, device, run_dir)}")
     return 0
 
 

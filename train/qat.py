@@ -69,12 +69,12 @@ def run(cfgs: Configs) -> int:
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_acc")
         best = fit(task, run_dir, tcfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch))
-    if dist_info.is_main:
-        print(f"training curves: {plot_curves(run_dir)}")
-        chosen = load_best(run_dir, "base", model)
-        why = f"validation accuracy {best:.2f}%" if n_val else "last epoch"
-        test = accuracy_on_test_split(model, data_cfg, run_cfg.seed, device)
-        print(f"done: best.pt = epoch {chosen['epoch']} ({why}); {test} -> {run_dir / 'best.pt'}")
+        if dist_info.is_main:
+            print(f"training curves: {plot_curves(run_dir)}")
+            chosen = load_best(run_dir, "base", model)
+            why = f"validation accuracy {best:.2f}%" if n_val else "last epoch"
+            test = accuracy_on_test_split(model, data_cfg, run_cfg.seed, device)
+            print(f"done: best.pt = epoch {chosen['epoch']} ({why}); {test} -> {run_dir / 'best.pt'}")
     return 0
 
 
