@@ -37,12 +37,9 @@ SHARED_MATERIALIZE = "shared/data/materialize.py"   # the offline copy beside th
 
 
 def _done(run_dir: Path, epochs: int) -> bool:
-    """A stage is complete when its last checkpoint reached the requested epoch count."""
-    from common.ckpt import CheckpointError, load_checkpoint
-    try:
-        return load_checkpoint(run_dir / "last.pt")["epoch"] >= epochs
-    except CheckpointError:
-        return False
+    """A stage's training is complete: it reached the requested epoch count (common.session.folder_state)."""
+    from common.session import folder_state
+    return folder_state(run_dir, epochs) == "done"
 
 
 def _call(name: str, argv: List[str]) -> None:
@@ -53,11 +50,14 @@ def _call(name: str, argv: List[str]) -> None:
 
 
 def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
-    """Run a training stage unless complete; continue it with -rt when it was interrupted."""
-    if _done(run_dir, epochs) and (run_dir / "best.pt").is_file():
+    """Run a training stage unless complete; continue it with -rt when it was interrupted, and start it
+    again with -F over what an attempt left without anything to resume (the demo owns its folders)."""
+    from common.session import folder_state, run_artefacts
+    state = folder_state(run_dir, epochs)
+    if state == "done":
         print(f"[demo] {name}: reusing {run_dir / 'best.pt'}")
         return
-    _call(name, argv + (["-rt"] if (run_dir / "last.pt").is_file() else []))
+    _call(name, argv + (["-rt"] if state == "partial" else ["-F"] if run_artefacts(run_dir) else []))
 
 
 def _layout_hint(data_root: str) -> str:

@@ -118,21 +118,18 @@ def expand(grid: Grid) -> List[Run]:
 
 
 def status(run: Run) -> str:
-    """'done' (result exists), 'partial' (resume with -rt) or 'new'."""
-    if run.stage == "gen":
-        if (run.run_dir / "results.json").is_file():
-            return "done"
-    else:
-        from common.runs import read_jsonl
-        rows = read_jsonl(run.run_dir / "metrics.jsonl")
-        if rows and rows[-1]["epoch"] >= run.epochs and (run.run_dir / "best.pt").is_file():
-            return "done"
-    return "partial" if (run.run_dir / "last.pt").is_file() else "new"
+    """'done' (a generator's results.json; a base model trained for -E epochs), 'partial' (resume with
+    -rt) or 'new' (start it, with -F over anything a failed attempt left): common.session.folder_state."""
+    from common.session import folder_state
+    return folder_state(run.run_dir, None if run.stage == "gen" else run.epochs)
 
 
 def command(run: Run, gpus: int) -> List[str]:
     """The process to start: zs_main.py, under torchrun when a job has several GPUs."""
-    argv = [*run.argv, *(["-rt"] if status(run) == "partial" else [])]
+    from common.session import run_artefacts
+    state = status(run)            # 'new' but holding files (a failed first attempt): replace them
+    argv = [*run.argv, *(["-rt"] if state == "partial" else ["-F"] if state == "new" and run_artefacts(run.run_dir)
+                         else [])]
     launcher = [sys.executable] if gpus <= 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus)]
     return [*launcher, str(ROOT / "zs_main.py"), *argv]

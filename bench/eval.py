@@ -22,13 +22,15 @@ import torch
 
 from bitflip import FaultConfig, perturbed
 from common.ckpt import save_checkpoint
-from datasets import cache_batches, make_loader
+from datasets import cache_batches, get_dataset_info, make_loader
 from config import EVAL_FAULT_SEEDS, DataConfig
 from eval.neuralfuse import evaluate_seeds
 from generators import get_generator
 from models import base_checkpoint_meta, get_model, load_base
 
 BER = 0.01
+_CIFAR10 = get_dataset_info("cifar10")
+SHAPE = {"num_classes": _CIFAR10.num_classes, "input_size": _CIFAR10.image_size}   # what load_base builds for
 
 
 @torch.no_grad()
@@ -47,10 +49,10 @@ def reload_baseline(ckpt_path: Path, arch: str, gen, data_cfg: DataConfig, devic
     """CA and CA(NF) once, then per seed: checkpoint reloaded, test split re-read, PA and PA(NF)."""
     def loader():
         return make_loader(data_cfg, "test", seed=0, device=device, augment=False, shuffle=False)
-    clean = _accuracies(load_base(str(ckpt_path), arch, "cifar10", 8, device), gen, loader(), device)
+    clean = _accuracies(load_base(str(ckpt_path), arch, "cifar10", 8, device, **SHAPE), gen, loader(), device)
     rows = []
     for seed in seeds:
-        base = load_base(str(ckpt_path), arch, "cifar10", 8, device)
+        base = load_base(str(ckpt_path), arch, "cifar10", 8, device, **SHAPE)
         with perturbed(base, fault, seed):
             acc = _accuracies(base, gen, loader(), device)
         rows.append({"seed": seed, "PA": acc["plain"], "PA_NF": acc["nf"]})
@@ -83,7 +85,7 @@ def main() -> None:
         sync()
         t_ref = time.perf_counter() - t
         t = time.perf_counter()
-        base = load_base(str(ckpt), args.arch, "cifar10", 8, device)
+        base = load_base(str(ckpt), args.arch, "cifar10", 8, device, **SHAPE)
         batches = cache_batches(make_loader(data_cfg, "test", seed=0, device=device, augment=False,
                                             shuffle=False), device)
         ours = evaluate_seeds(base, gen, batches, device, fault, seeds, args.batch_models)

@@ -7,16 +7,25 @@ that map would cost more than the batch itself. The seeds of a whole epoch are k
 of the next batches in a thread pool (numpy releases the GIL while it draws) and `inject_cfg` then
 finds them in the map cache. Results are unchanged: the same function fills the same cache.
 
+A `SeedPlan` is that schedule for EOPM training: it draws an epoch's seeds up front and, step by
+step, hands out the step's seeds with their maps ready and the coming steps' maps in the works.
+
 Example:
     with FaultPrefetcher(fault_cfg, workers=4) as pf:
         pf.schedule(seeds_of_step[1:3])       # ahead
         pf.wait(seeds_of_step[0])             # ready (errors re-raised here)
+
+    plan = SeedPlan(FaultPrefetcher(fault_cfg, 4), seed_range=(1, 49999), per_step=10)
+    plan.start_epoch(run_seed, rank, epoch, steps=len(loader))
+    seeds = plan.next()                       # this step's 10 seeds, their maps built
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Dict, Iterable
+from typing import Dict, Iterable, List, Tuple
+
+import numpy as np
 
 from bitflip.faults import FaultConfig, prepare_cfg
 from bitflip.official import MAP_CACHE
@@ -69,3 +78,36 @@ class FaultPrefetcher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SeedPlan:
+    """The training fault seeds of an epoch, `per_step` fresh ones a step from `seed_range` (inclusive),
+    drawn when the epoch starts from a stream of (run seed, rank, epoch) alone, so a resumed run draws
+    them again; `next()` returns the step's seeds once their maps are built and schedules those of the
+    next steps (at most MAX_AHEAD seeds in flight)."""
+
+    def __init__(self, prefetch: FaultPrefetcher, seed_range: Tuple[int, int], per_step: int):
+        self.prefetch = prefetch
+        self.lo, self.hi = seed_range
+        self.per_step = per_step
+        self.ahead = max(1, MAX_AHEAD // per_step)        # steps whose maps are built early
+        self.seeds: List[np.ndarray] = []
+        self.step = 0
+
+    def start_epoch(self, run_seed: int, rank: int, epoch: int, steps: int) -> None:
+        """Draw the epoch's seeds, in the order the steps use them (the same stream as drawing per step)."""
+        rng = np.random.default_rng([run_seed, rank, epoch])
+        self.seeds = [rng.integers(self.lo, self.hi + 1, size=self.per_step) for _ in range(steps)]
+        self.step = 0
+
+    def next(self) -> np.ndarray:
+        """This step's seeds (their fault maps ready), after scheduling the maps of the coming steps."""
+        i = self.step
+        seeds = self.seeds[i]
+        self.prefetch.schedule(s for later in self.seeds[i + 1:i + 1 + self.ahead] for s in later)
+        self.prefetch.wait(seeds)
+        self.step = i + 1
+        return seeds
+
+    def close(self) -> None:
+        self.prefetch.close()

@@ -26,11 +26,12 @@ import torch
 from bitflip import FaultConfig
 from bitflip.ensemble import WeightedForward, chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
-from common.dist import DistInfo, init_distributed, shutdown
+from common.dist import DistInfo
 from common.ckpt import atomic_write
-from common.runs import UsageError, check_compile, progress, resolve_device, start_run, write_json
+from common.runs import UsageError, progress, write_json
+from common.session import Session
 from config import TEST_LOADER_SEED, Configs
-from datasets import cache_batches, make_loader
+from datasets import cache_batches, get_dataset_info, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
 from eval.sharded import sharded_over_seeds
@@ -41,9 +42,10 @@ RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "R
 
 
 def clean_numbers(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List,
-                  device: torch.device) -> Tuple[Dict, Optional[List]]:
-    """({'CA'[, 'CA_NF']}, F(x) batches or None): what does not depend on the BER or the fault seed."""
-    out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"]}
+                  device: torch.device, ca: Optional[float] = None) -> Tuple[Dict, Optional[List]]:
+    """({'CA'[, 'CA_NF']}, F(x) batches or None): what does not depend on the BER or the fault seed.
+    `ca`, when the base model's accuracy on `batches` is known already, is used instead of measuring it."""
+    out: Dict = {"CA": accuracy(base, batches, device, desc="CA")["acc"] if ca is None else ca}
     fx_batches = None
     if gen is not None:
         with torch.no_grad():
@@ -55,14 +57,22 @@ def clean_numbers(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches
 def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List, device: torch.device,
                    fault: FaultConfig, seeds: Sequence[int], batch_models: int = 1,
                    on_seed: Optional[Callable[[Dict], None]] = None, prefetch_workers: int = -1,
-                   runner: Optional[WeightedForward] = None, clean: Optional[Tuple] = None) -> Dict:
+                   runner: Optional[WeightedForward] = None, clean: Optional[Tuple] = None,
+                   base_only: Optional[Dict] = None) -> Dict:
     """The numbers of docs/DESIGN.md §8 for one BER. F(x) is computed once and reused for every seed
     (and for every BER when the caller passes `clean_numbers(...)` as `clean`);
     `batch_models` perturbed models run together (bitflip.ensemble, §13); the fault maps of the
     coming seeds are built in `prefetch_workers` background threads (negative: the default); `on_seed(row)`
     hears of each finished seed; `runner` (a WeightedForward of `base`, e.g. compiled) runs the
-    perturbed passes one seed at a time. Always float32: --amp is for training only."""
-    out, fx_batches = clean if clean is not None else clean_numbers(base, gen, batches, device)
+    perturbed passes one seed at a time. Always float32: --amp is for training only.
+    `base_only`, an earlier `evaluate_seeds(base, None, ...)` on the same batches, fault and seeds,
+    supplies CA and each seed's PA, so only the passes that depend on the generator run."""
+    known_pa = None if base_only is None else {r["seed"]: r["PA"] for r in base_only["per_seed"]}
+    if known_pa is not None and any(s not in known_pa for s in seeds):
+        raise ValueError("base_only was measured on other fault seeds")
+    if clean is None:
+        clean = clean_numbers(base, gen, batches, device, ca=None if base_only is None else base_only["CA"])
+    out, fx_batches = clean
     out = dict(out)
     rows = []
     with FaultPrefetcher(fault, prefetch_workers) as prefetch:
@@ -70,7 +80,8 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
         for group in chunks(seeds, batch_models):
             prefetch.wait(group)
             with perturbed_ensemble(base, fault, group, runner) as forward:
-                pa = ensemble_accuracy(forward, batches, device, len(group))
+                pa = [known_pa[s] for s in group] if known_pa is not None \
+                    else ensemble_accuracy(forward, batches, device, len(group))
                 pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
             for i, seed in enumerate(group):
                 rows.append({"seed": seed, "PA": pa[i], **({"PA_NF": pnf[i]} if pnf is not None else {})})
@@ -222,30 +233,26 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
 
 
 def run(cfgs: Configs) -> int:
-    device = resolve_device(cfgs.run.device)
-    ev = cfgs.eval
-    print(f"testing_mode = {ev.testing_mode!r} (from {ev.testing_mode_source})"
-          + (f"; G_PATH = {ev.g_path!r} (from {ev.g_path_source})" if ev.testing_mode == "generator_base" else ""))
-    if cfgs.perf.compile:
-        check_compile(cfgs.perf, device)
-    base = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, device)
-    settings = {"testing_mode": ev.testing_mode, "checkpoint": cfgs.run.checkpoint}
-    gen = None
-    if ev.testing_mode == "generator_base":
-        if not ev.g_path:
-            raise UsageError("testing_mode 'generator_base' needs a generator: set G_PATH in config.py or "
-                             "pass --G-path (a transform_eopm_gen run's best.pt)")
-        gen, gckpt = load_generator(ev.g_path, device)
-        settings.update(generator=gckpt["generator"], g_path=ev.g_path,
-                        generator_trained_on=f"{gckpt['arch']}/{gckpt['dataset']}")
-    cfgs = cfgs.with_run_dir(settings.get("generator"))
-    dist_info = init_distributed(device)          # under torchrun the fault seeds are shared out over ranks
-    try:
-        test = split_batches(cfgs.data, "test", device)      # read once; before -F replaces a run
-        print_ptq_accuracy(cfgs.run.arch, cfgs.bits, base, test, device, "test")
-        run_dir = start_run(cfgs.run, cfgs.to_dict(), dist_info.is_main)
-        evaluate_run(cfgs, base, gen, run_dir, device, settings, perturbed_eval=gen is not None,
-                     dist_info=dist_info, test_batches=test)
-    finally:
-        shutdown(dist_info)
+    ev, data_cfg = cfgs.eval, cfgs.data
+    with Session(cfgs.run, cfgs.perf, training=False) as s:
+        print(f"testing_mode = {ev.testing_mode!r} (from {ev.testing_mode_source})" + (
+            f"; G_PATH = {ev.g_path!r} (from {ev.g_path_source})" if ev.testing_mode == "generator_base" else ""))
+        info = get_dataset_info(data_cfg.dataset)
+        base = load_base(cfgs.run.checkpoint, cfgs.run.arch, data_cfg.dataset, cfgs.bits, s.device,
+                         num_classes=info.num_classes, input_size=info.image_size)
+        settings = {"testing_mode": ev.testing_mode, "checkpoint": cfgs.run.checkpoint}
+        gen = None
+        if ev.testing_mode == "generator_base":
+            if not ev.g_path:
+                raise UsageError("testing_mode 'generator_base' needs a generator: set G_PATH in config.py or "
+                                 "pass --G-path (a transform_eopm_gen run's best.pt)")
+            gen, gckpt = load_generator(ev.g_path, s.device)
+            settings.update(generator=gckpt["generator"], g_path=ev.g_path,
+                            generator_trained_on=f"{gckpt['arch']}/{gckpt['dataset']}")
+        cfgs = cfgs.with_run_dir(settings.get("generator"))     # named after the generator it evaluates
+        test = split_batches(data_cfg, "test", s.device)        # read once
+        print_ptq_accuracy(cfgs.run.arch, cfgs.bits, base, test, s.device, "test")
+        run_dir = s.claim(cfgs.to_dict(), cfgs.run.run_dir)     # under torchrun the seeds are shared out
+        evaluate_run(cfgs, base, gen, run_dir, s.device, settings, perturbed_eval=gen is not None,
+                     dist_info=s.dist, test_batches=test)
     return 0

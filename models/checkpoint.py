@@ -6,14 +6,15 @@ against them and a mismatch is a one-line user error.
 
 Example:
     ckpt = {**base_checkpoint_meta("vgg11", "cifar10", 10, 8), "state_dict": net.state_dict()}
-    model = load_base("run/best.pt", arch="vgg11", dataset="cifar10", bits=8, device=torch.device("cpu"))
+    model = load_base("run/best.pt", arch="vgg11", dataset="cifar10", bits=8, device=torch.device("cpu"),
+                      num_classes=10, input_size=32)      # the dataset's shape, from the caller
 """
 from __future__ import annotations
 
 import torch
 
 from common.ckpt import CheckpointError, load_checkpoint, load_state
-from common.runs import UsageError
+from common.errors import UsageError
 from models.quant import DEFAULT_BITS
 
 
@@ -22,19 +23,22 @@ def base_checkpoint_meta(arch: str, dataset: str, num_classes: int, bits: int) -
     return {"kind": "base", "arch": arch, "dataset": dataset, "bits": bits, "num_classes": num_classes}
 
 
-def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.device) -> torch.nn.Module:
+def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.device, num_classes: int,
+              input_size: int) -> torch.nn.Module:
     """The frozen base model of checkpoint `path`, checked against ARCH, DATASET and --bits.
 
+    `num_classes` and `input_size` (pixels per side) are the dataset's, given by the caller (a model
+    knows no data): a float state_dict is built for them; our checkpoints record their own class count.
     Checkpoints written before --bits existed hold no 'bits' entry: they are DEFAULT_BITS (8-bit).
     For ARCH = torchvision:NAME, `path` may also be a plain float state_dict (models/external.py).
     """
     from models import get_model
-    from models.external import dataset_shape, is_external, load_float_base, read_float_state_dict
+    from models.external import is_external, load_float_base, read_float_state_dict
     if not path:
         raise UsageError("-cp is required: give the base-model checkpoint (a train run's best.pt)")
     state = read_float_state_dict(path) if is_external(arch) else None
     if state is not None:
-        return load_float_base(state, path, arch, dataset, bits, device)
+        return load_float_base(state, path, arch, bits, device, num_classes, input_size)
     ckpt = load_checkpoint(path, kind="base")
     if ckpt.get("arch") != arch or ckpt.get("dataset") != dataset:
         raise UsageError(f"-cp {path} holds a {ckpt.get('arch')} trained on {ckpt.get('dataset')}, but the "
@@ -44,6 +48,6 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
         raise UsageError(f"-cp {path} holds a {ckpt_bits}-bit model, but --bits is {bits}")
     if not isinstance(ckpt.get("num_classes"), int):
         raise CheckpointError(f"{path} does not record its class count ('num_classes'); retrain it")
-    model = get_model(arch, ckpt["num_classes"], bits, input_size=dataset_shape(dataset)[1])
+    model = get_model(arch, ckpt["num_classes"], bits, input_size=input_size)
     load_state(model, ckpt["state_dict"], path)
     return model.to(device).eval().requires_grad_(False)

@@ -20,7 +20,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from common.runs import UsageError
+from common.errors import UsageError
 
 PREFIX = "torchvision:"
 
@@ -105,20 +105,14 @@ def read_float_state_dict(path: str) -> Optional[Dict[str, torch.Tensor]]:
     return {k.removeprefix("module."): v for k, v in obj.items()}    # DDP-saved keys too
 
 
-def dataset_shape(dataset: str) -> Tuple[int, int]:
-    """(classes, input pixels per side) of a dataset: what a torchvision model is built for."""
-    from datasets import get_dataset_info
-    info = get_dataset_info(dataset)
-    return info.num_classes, info.image_size
-
-
-def load_float_base(state: Dict[str, torch.Tensor], path: str, arch: str, dataset: str, bits: int,
-                    device: torch.device) -> nn.Module:
-    """torchvision:NAME from the float state_dict `state` (read from `path`), quantized post-training
-    to `bits`, frozen; `model.ptq_from` names the file (for `eval.accuracy.print_ptq_accuracy`)."""
+def load_float_base(state: Dict[str, torch.Tensor], path: str, arch: str, bits: int, device: torch.device,
+                    num_classes: int, image_size: int) -> nn.Module:
+    """torchvision:NAME for `num_classes` classes and image_size px inputs (the caller's dataset) from
+    the float state_dict `state` (read from `path`), quantized post-training to `bits`, frozen;
+    `model.ptq_from` names the file (for `eval.accuracy.print_ptq_accuracy`)."""
     from common.ckpt import load_state
     from models.quant import quantize_
-    model = build_torchvision(arch, *dataset_shape(dataset))
+    model = build_torchvision(arch, num_classes, image_size)
     load_state(model, state, path, hint=f"; was it saved from {arch}'s builder with the dataset's number "
                                         f"of classes?")
     model = quantize_(model, bits).to(device).eval().requires_grad_(False)

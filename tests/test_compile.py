@@ -123,10 +123,11 @@ def test_compiled_runner_on_cuda_close_to_eager(monkeypatch):
 
 
 def test_compile_without_a_cpp_compiler_is_refused_before_the_run(monkeypatch):
-    from common import runs
+    from common import session
     from config import PerfConfig
-    monkeypatch.setattr(runs.shutil, "which", lambda name: None)
-    with pytest.raises(runs.UsageError, match="C\\+\\+ compiler"):
-        runs.check_compile(PerfConfig(compile=True), torch.device("cpu"))
-    monkeypatch.setattr(runs.shutil, "which", lambda name: "/usr/bin/" + name)
-    runs.check_compile(PerfConfig(compile=True), torch.device("cpu"))     # a compiler found: accepted
+    monkeypatch.setattr(session.shutil, "which", lambda name: None)
+    for training in (True, False):                                       # every mode checks the same
+        with pytest.raises(session.UsageError, match="C\\+\\+ compiler"):
+            session.check_speed(PerfConfig(compile=True), torch.device("cpu"), training)
+    monkeypatch.setattr(session.shutil, "which", lambda name: "/usr/bin/" + name)
+    session.check_speed(PerfConfig(compile=True), torch.device("cpu"), False)   # a compiler found: accepted

@@ -114,3 +114,43 @@ def test_same_seed_same_generator(cifar_root, tmp_path):
         states.append(load_checkpoint(tmp_path / name / "last.pt")["state_dict"])
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert any(not torch.equal(states[0][k], states[2][k]) for k in states[0] if states[0][k].is_floating_point())
+
+
+@pytest.mark.slow                          # a few generator passes: about 1 s alone, more on a busy machine
+def test_validation_reuses_the_base_models_numbers(monkeypatch):
+    """EOPM measures the frozen base model's CA and PA once; each epoch's validation reuses them and runs
+    only the passes through G, with the same numbers as measuring everything again."""
+    import eval.neuralfuse as nf
+    torch.manual_seed(0)
+    base, gen = tiny_base().eval().requires_grad_(False), get_generator("ConvS").eval()
+    x, y = images(8, seed=5, size=32)
+    batches = [(x[:4], y[:4]), (x[4:], y[4:])]
+    fault, seeds, cpu = FaultConfig("official", 0.05), [40000, 40001, 40002], torch.device("cpu")
+    full = nf.evaluate_seeds(base, gen, batches, cpu, fault, seeds, prefetch_workers=0)
+    frozen = nf.evaluate_seeds(base, None, batches, cpu, fault, seeds, prefetch_workers=0)
+    passes, real = [], nf.ensemble_accuracy
+    monkeypatch.setattr(nf, "ensemble_accuracy", lambda *a, **k: passes.append(1) or real(*a, **k))
+    reused = nf.evaluate_seeds(base, gen, batches, cpu, fault, seeds, prefetch_workers=0, base_only=frozen)
+    assert reused == full and len(passes) == 3             # 3 seeds x the F(x) pass only
+    assert {r["PA"] for r in full["per_seed"]} != {full["CA"]}   # the faults did matter
+    with pytest.raises(ValueError, match="other fault seeds"):
+        nf.evaluate_seeds(base, gen, batches, cpu, fault, [1, 2], base_only=frozen)
+
+
+def test_seed_plan_is_the_per_batch_stream_and_prefetches():
+    """SeedPlan draws an epoch's seeds up front from the same stream as drawing per batch, hands them out
+    in order and schedules the coming steps' fault maps."""
+    from bitflip.prefetch import FaultPrefetcher, SeedPlan
+    fault = FaultConfig("official", 0.01)
+    with FaultPrefetcher(fault, workers=1) as pf:
+        plan = SeedPlan(pf, seed_range=(1, 49999), per_step=3)
+        plan.start_epoch(run_seed=4, rank=1, epoch=2, steps=5)
+        rng = np.random.default_rng([4, 1, 2])
+        for _ in range(5):
+            expected = rng.integers(1, 50000, size=3)
+            got = plan.next()
+            assert np.array_equal(got, expected)
+            assert not set(int(s) for s in got) & set(pf.pending)      # this step's maps: ready, not pending
+        plan.start_epoch(run_seed=4, rank=1, epoch=2, steps=5)
+        plan.next()
+        assert set(pf.pending) == {int(s) for later in plan.seeds[1:1 + plan.ahead] for s in later}

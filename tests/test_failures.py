@@ -19,7 +19,7 @@ import zs_main
 from common.ckpt import load_checkpoint, save_checkpoint
 from common.runs import interrupted_message, read_jsonl
 from test_datasets import write_gtsrb
-from train.loop import NonFiniteLoss, fit, train_one_epoch
+from train.loop import NonFiniteLoss, TrainingTask, fit, train_one_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--train-limit", "10", "--test-limit", "10", "-BS", "10", "-TBS", "10", "--no-download",
@@ -172,8 +172,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         return train_one_epoch(lambda x, y: {"loss": next(steps)}, batches, torch.device("cpu"), "t")
 
     with pytest.raises(NonFiniteLoss, match=r"epoch 2, step 2.*last good checkpoint .*epoch 1"):
-        fit(tmp_path, 3, 0, -1.0, one_epoch, lambda e: {"acc": 1.0}, "acc",
-            lambda e, m, b: {"state_dict": model.state_dict(), "epoch": e}, log=lambda s: None)
+        fit(TrainingTask(one_epoch, lambda e: {"acc": 1.0}, lambda e, m, b: {"state_dict": model.state_dict(),
+                                                                           "epoch": e}, "acc"),
+            tmp_path, 3, 0, -1.0, log=lambda s: None)
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1                 # epochs numbered from 1
     assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
 
@@ -242,7 +243,7 @@ def test_force_with_bad_input_leaves_the_old_run_intact(mode, runs, cifar_root, 
 
 def test_ctrl_c_message_survives_a_torn_log_line(tmp_path):
     """Ctrl-C during a metrics.jsonl append leaves half a line: the message still counts the saved epochs."""
-    (tmp_path / "last.pt").write_bytes(b"x")
+    save_checkpoint({"state_dict": {}, "epoch": 2}, tmp_path / "last.pt")     # epoch 3's row was being appended
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "tor')
     msg = interrupted_message(tmp_path, trains=True)
     assert "epochs 1-2 are saved" in msg and "-rt" in msg

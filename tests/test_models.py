@@ -109,17 +109,18 @@ def test_load_base_rebuilds_from_checkpoint_fields(tmp_path):
     from common.ckpt import CheckpointError, save_checkpoint
     from common.runs import UsageError
     from models import base_checkpoint_meta, load_base
+    gtsrb = {"num_classes": 43, "input_size": 32}                 # the dataset's shape comes from the caller
     net = get_model("vgg11", 43)
     meta = base_checkpoint_meta("vgg11", "gtsrb", 43, 8)
     old = {k: v for k, v in meta.items() if k != "bits"}          # written before --bits existed
     save_checkpoint({**old, "state_dict": net.state_dict()}, tmp_path / "old.pt")
-    loaded = load_base(tmp_path / "old.pt", "vgg11", "gtsrb", 8, torch.device("cpu"))
+    loaded = load_base(tmp_path / "old.pt", "vgg11", "gtsrb", 8, torch.device("cpu"), **gtsrb)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), net.state_dict().values()))
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     with pytest.raises(UsageError, match="vgg16"):
-        load_base(tmp_path / "old.pt", "vgg16", "gtsrb", 8, torch.device("cpu"))
+        load_base(tmp_path / "old.pt", "vgg16", "gtsrb", 8, torch.device("cpu"), **gtsrb)
     with pytest.raises(UsageError, match="8-bit"):
-        load_base(tmp_path / "old.pt", "vgg11", "gtsrb", 4, torch.device("cpu"))
+        load_base(tmp_path / "old.pt", "vgg11", "gtsrb", 4, torch.device("cpu"), **gtsrb)
     save_checkpoint({**{k: v for k, v in old.items() if k != "num_classes"}, "state_dict": {}}, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="num_classes"):
-        load_base(tmp_path / "x.pt", "vgg11", "gtsrb", 8, torch.device("cpu"))
+        load_base(tmp_path / "x.pt", "vgg11", "gtsrb", 8, torch.device("cpu"), **gtsrb)

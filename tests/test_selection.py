@@ -14,7 +14,7 @@ from common.ckpt import load_checkpoint
 from common.runs import read_jsonl
 from config import DataConfig
 from datasets.splits import SplitError, part_indices
-from train.loop import fit
+from train.loop import FRESH_START, TrainingTask, fit
 
 TINY = ["--train-limit", "40", "--test-limit", "20", "--val-size", "20", "-BS", "20", "-TBS", "20",
         "--no-download", "--device", "cpu"]
@@ -37,10 +37,10 @@ def test_val_is_balanced_seeded_and_disjoint_from_train():
 
 def _fake_fit(run_dir: Path, scores):
     run_dir.mkdir(parents=True, exist_ok=True)
-    return fit(run_dir, len(scores), 0, -1.0, one_epoch=lambda e: {},
-               validate=lambda e: {} if scores[e] is None else {"val_acc": scores[e]}, best_key="val_acc",
-               make_checkpoint=lambda e, m, b: {"kind": "base", "state_dict": {}, "epoch": e},
-               log=lambda s: None)
+    task = TrainingTask(one_epoch=lambda e: {},
+                        validate=lambda e: {} if scores[e] is None else {"val_acc": scores[e]}, best_key="val_acc",
+                        make_checkpoint=lambda e, m, b: {"kind": "base", "state_dict": {}, "epoch": e})
+    return fit(task, run_dir, len(scores), *FRESH_START, log=lambda s: None)
 
 
 def test_best_is_a_link_to_the_chosen_epoch_not_a_second_copy(tmp_path):
@@ -124,8 +124,9 @@ def test_ctrl_c_says_what_is_saved(cifar_root, tmp_path, monkeypatch, capsys, fa
     assert zs_main.main(argv) == 130
     err = capsys.readouterr().err
     assert expected in err and ("plus -rt" in err) == (fail_at == 2) and "finished epochs are saved" not in err
+    assert ("again with -F" in err) == (fail_at == 1)          # args.json is there: the guard wants -F
     monkeypatch.setattr(train.qat, "train_one_epoch", real)
-    assert zs_main.main(argv + (["-rt"] if fail_at == 2 else [])) == 0   # the advice works
+    assert zs_main.main(argv + (["-rt"] if fail_at == 2 else ["-F"])) == 0   # the advice works
 
 
 def test_fault_seed_ranges_are_disjoint():

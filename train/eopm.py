@@ -19,30 +19,27 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bitflip import FaultConfig
 from bitflip.ensemble import WeightedForward, perturbed_logits
-from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
-from common.ckpt import load_checkpoint
-from common.dist import DistInfo, barrier, global_batchnorm, init_distributed, shutdown
-from common.runs import UsageError, configure_perf, resolve_device, start_run
-from common.tblog import TensorBoardLog
+from bitflip.prefetch import FaultPrefetcher, SeedPlan
+from common.dist import DistInfo, global_batchnorm
+from common.runs import UsageError
+from common.session import Session
 from config import TEST_LOADER_SEED, Configs
-from datasets import cache_batches, make_batches, make_loader, use_device_data
+from datasets import cache_batches, get_dataset_info, make_batches, make_loader, use_device_data
 from eval.accuracy import print_ptq_accuracy
 from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
 from eval.samples import save_samples
 from generators import get_generator
 from models import load_base
-from train.loop import fit, reseed_epoch, train_one_epoch, wrap_ddp
+from train.loop import FRESH_START, TrainingTask, fit, load_best, reseed_epoch, train_one_epoch, wrap_ddp
 from train.resume import resume
-
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
               fault: FaultConfig, seeds: Sequence[int], lam: float, batch_models: int = 1,
@@ -95,115 +92,129 @@ def models_per_rank(n_models: int, n_global: bool, info: DistInfo) -> int:
     return n_models // info.world_size
 
 
-def run(cfgs: Configs) -> int:
-    cfgs = cfgs.with_run_dir()
-    run_cfg, data_cfg, ecfg, fault = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault
-    device = resolve_device(run_cfg.device)
-    dist_info = init_distributed(device)
-    perf = cfgs.perf
-    configure_perf(perf, device)
-    channels_last = perf.use_channels_last
-    n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
-    base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device)
-    # inputs first: a bad checkpoint or data root must fail before -F replaces an old run
-    train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
-                                on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
-    val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
-                                device) if dist_info.is_main else []
-    run_dir = start_run(run_cfg, cfgs.to_dict(), dist_info.is_main)
+def training_step(cfgs: Configs, net: torch.nn.Module, base: torch.nn.Module, opt: torch.optim.Optimizer,
+                  sched, plan: SeedPlan, runner: Optional[WeightedForward]):
+    """One optimizer step of G on a batch: the plan's fresh fault seeds, `eopm_step`, then the schedule."""
+    ecfg, perf = cfgs.eopm, cfgs.perf
 
+    def step(x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if perf.use_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt.zero_grad(set_to_none=True)
+        metrics = eopm_step(net, base, x, y, cfgs.fault, plan.next(), ecfg.lam, perf.batch_models, perf.amp, runner)
+        opt.step()
+        sched.step()
+        return metrics
+    return step
+
+
+def build_generator(cfgs: Configs, device: torch.device, dist_info: DistInfo
+                    ) -> Tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
+    """The fresh generator -G (on `device`, NHWC under --channels-last), its Adam optimizer and step schedule."""
+    ecfg = cfgs.eopm
     gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
-    if channels_last:
-        base, gen = (m.to(memory_format=torch.channels_last) for m in (base, gen))
+    if cfgs.perf.use_channels_last:
+        gen = gen.to(memory_format=torch.channels_last)
     if ecfg.sync_bn and dist_info.enabled:
         global_batchnorm(gen)                     # the generator's BatchNorm sees the global batch
     opt = torch.optim.Adam(gen.parameters(), lr=ecfg.lr, betas=ecfg.betas)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=ecfg.lr_step_every, gamma=ecfg.lr_gamma)
-    start_epoch, best = resume(run_cfg.run_dir, "generator", gen, opt, sched,
-                          current=cfgs.to_dict(), is_main=dist_info.is_main) if run_cfg.resume else (0, -1.0)
-    net = wrap_ddp(gen, device, dist_info)
-    runner = None
-    if perf.compile:                              # G (trained) and the base model's passes, compiled
-        net, runner = torch.compile(net), WeightedForward(base, compile=True)
-    if dist_info.is_main:
-        print_ptq_accuracy(run_cfg.arch, cfgs.bits, base, val_batches, device, "validation")
-        n_val = sum(len(y) for _, y in val_batches)
-        select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
-                  f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
-        print(f"EOPM: {ecfg.generator} on frozen {run_cfg.arch} ({run_cfg.checkpoint}); {fault.model} faults "
-              f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {len(train_loader.dataset)} train images; "
-              f"{dist_info.world_size} process(es) x {n_local} perturbed models per step; {select}")
-    lo, hi = ecfg.train_seeds
-    prefetch = FaultPrefetcher(fault, perf.prefetch_workers)
-    ahead = max(1, MAX_AHEAD // n_local)            # batches whose fault maps are built early
-    plan = {"seeds": [], "i": 0}
+    return gen, opt, sched
 
-    def step(x, y):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        opt.zero_grad(set_to_none=True)
-        i = plan["i"]
-        seeds = plan["seeds"][i]                          # fresh fault seeds every batch
-        prefetch.schedule(s for later in plan["seeds"][i + 1:i + 1 + ahead] for s in later)
-        prefetch.wait(seeds)
-        plan["i"] = i + 1
-        metrics = eopm_step(net, base, x, y, fault, seeds, ecfg.lam, perf.batch_models, perf.amp, runner)
-        opt.step()
-        sched.step()
-        return metrics
 
-    def one_epoch(epoch):
-        seed_rng = np.random.default_rng([run_cfg.seed, dist_info.rank, epoch])  # resumable stream
-        # the epoch's seeds, drawn up front in the order the batches use them (same stream as drawing
-        # per batch), so that their fault maps can be built ahead
-        plan["seeds"] = [seed_rng.integers(lo, hi + 1, size=n_local) for _ in range(len(train_loader))]
-        plan["i"] = 0
-        reseed_epoch(train_loader, run_cfg.seed, epoch, dist_info.rank)
-        net.train()
-        m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{ecfg.epochs}", dist_info)
-        return {**m, "lr": sched.get_last_lr()[0]}
+def describe_run(cfgs: Configs, n_train: int, n_val: int, dist_info: DistInfo, n_local: int) -> str:
+    """The run's one-line summary: what is trained on what, and how best.pt is chosen."""
+    ecfg, fault = cfgs.eopm, cfgs.fault
+    select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
+              f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
+    return (f"EOPM: {ecfg.generator} on frozen {cfgs.run.arch} ({cfgs.run.checkpoint}); {fault.model} faults "
+            f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {n_train} train images; "
+            f"{dist_info.world_size} process(es) x {n_local} perturbed models per step; {select}")
 
-    def validate(epoch):
-        if not val_batches:
-            return {}
-        gen.eval()
-        res = evaluate_seeds(base, gen, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models,
-                             prefetch_workers=perf.prefetch_workers, runner=runner)
-        return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
-    def make_checkpoint(epoch, metrics, best_value):
-        return {**generator_meta(cfgs), "state_dict": gen.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "epoch": epoch, "best": best_value, "metrics": metrics,
-                "config": cfgs.to_dict()}
+def result_settings(cfgs: Configs, run_dir: Path, dist_info: DistInfo) -> dict:
+    """What results.json records of the run that produced the evaluated generator."""
+    ecfg = cfgs.eopm
+    return {"testing_mode": "generator_base", "checkpoint": cfgs.run.checkpoint, "generator": ecfg.generator,
+            "g_path": str(run_dir / "best.pt"), "generator_trained_on": f"{cfgs.run.arch}/{cfgs.data.dataset}",
+            "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs,
+            "world_size": dist_info.world_size, "n_global": ecfg.n_global}
 
-    tb = TensorBoardLog(run_dir, start_epoch) if run_cfg.tensorboard and dist_info.is_main else None
-    try:
-        best, _ = fit(run_dir, ecfg.epochs, start_epoch, best, one_epoch, validate, "val_PA_NF",
-                      make_checkpoint, dist_info, on_epoch=tb)
-        barrier(dist_info)                       # best.pt is written by rank 0; every rank evaluates it
-        best_pt = Path(run_cfg.run_dir) / "best.pt"
-        chosen = load_checkpoint(best_pt, kind="generator")
+
+def run(cfgs: Configs) -> int:
+    cfgs = cfgs.with_run_dir()
+    run_cfg, data_cfg, ecfg, fault, perf = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault, cfgs.perf
+    with Session(run_cfg, perf) as s:
+        device, dist_info = s.device, s.dist
+        n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
+        info = get_dataset_info(data_cfg.dataset)
+        base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device,
+                         num_classes=info.num_classes, input_size=info.image_size)
+        train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
+                                    on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
+        val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
+                                    device) if dist_info.is_main else []
+        run_dir = s.claim(cfgs.to_dict())
+
+        gen, opt, sched = build_generator(cfgs, device, dist_info)
+        if perf.use_channels_last:
+            base = base.to(memory_format=torch.channels_last)
+        start_epoch, best = resume(run_dir, "generator", gen, opt, sched, current=cfgs.to_dict(),
+                                   is_main=dist_info.is_main) if run_cfg.resume else FRESH_START
+        net, runner = wrap_ddp(gen, device, dist_info), None
+        if perf.compile:                          # G (trained) and the base model's passes, compiled
+            net, runner = torch.compile(net), WeightedForward(base, compile=True)
+        plan = s.closing(SeedPlan(FaultPrefetcher(fault, perf.prefetch_workers), ecfg.train_seeds, n_local))
+
+        def monitor(g, **kw):                     # base (g None) or G on the validation images, monitor seeds
+            return evaluate_seeds(base, g, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models,
+                                  prefetch_workers=perf.prefetch_workers, runner=runner, **kw)
+        frozen = None                             # the base model's CA and PA: they never change
         if dist_info.is_main:
-            why = (f"validation PA(NF) {best:.2f}% on monitor seeds {list(ecfg.monitor_seeds)}" if val_batches
-                   else "last epoch")
+            print_ptq_accuracy(run_cfg.arch, cfgs.bits, base, val_batches, device, "validation")
+            print(describe_run(cfgs, len(train_loader.dataset), sum(len(y) for _, y in val_batches), dist_info,
+                               n_local))
+            frozen = monitor(None) if val_batches else None
+
+        step = training_step(cfgs, net, base, opt, sched, plan, runner)
+
+        def one_epoch(epoch):
+            plan.start_epoch(run_cfg.seed, dist_info.rank, epoch, steps=len(train_loader))
+            reseed_epoch(train_loader, run_cfg.seed, epoch, dist_info.rank)
+            net.train()
+            m = train_one_epoch(step, train_loader, device, f"epoch {epoch + 1}/{ecfg.epochs}", dist_info)
+            return {**m, "lr": sched.get_last_lr()[0]}
+
+        def validate(epoch):
+            if frozen is None:
+                return {}
+            res = monitor(gen.eval(), base_only=frozen)      # only the passes through G
+            return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
+
+        def make_checkpoint(epoch, metrics, best_value):
+            return {**generator_meta(cfgs), "state_dict": gen.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best_value, "metrics": metrics,
+                    "config": cfgs.to_dict()}
+
+        task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_PA_NF")
+        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch))
+        chosen = load_best(run_dir, "generator", gen, dist_info)     # every rank evaluates it
+        if dist_info.is_main:
+            why = f"validation PA(NF) {best:.2f}% on monitor seeds {list(ecfg.monitor_seeds)}" \
+                if frozen is not None else "last epoch"
             print(f"best.pt = epoch {chosen['epoch']} ({why}); final evaluation on the test split over "
                   f"{len(cfgs.eval.seeds)} seeds:")
-        gen.load_state_dict(chosen["state_dict"])
-        gen.eval()
-        evaluate_run(cfgs, base, gen, run_dir, device, {
-            "testing_mode": "generator_base", "checkpoint": run_cfg.checkpoint, "generator": ecfg.generator,
-            "g_path": str(best_pt), "generator_trained_on": f"{run_cfg.arch}/{data_cfg.dataset}",
-            "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs,
-            "world_size": dist_info.world_size, "n_global": ecfg.n_global}, dist_info=dist_info, runner=runner)
-    finally:
-        if tb is not None:
-            tb.close()
-        prefetch.close()
-        shutdown(dist_info)
-    if dist_info.is_main:
-        print(f"training curves: {plot_curves(run_dir)}")
-        x, y = next(iter(make_loader(data_cfg, "test", seed=TEST_LOADER_SEED, device=device)))  # after the evaluation
-        samples = save_samples(base, gen, x.to(device), y.to(device), fault, cfgs.eval.seeds[0],
-                               run_dir / "samples.png")
-        print(f"samples: {samples}")
+        evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
+                     dist_info=dist_info, runner=runner)
+        if dist_info.is_main:
+            print(f"training curves: {plot_curves(run_dir)}")
+            print(f"samples: {samples_figure(cfgs, base, gen, device, run_dir)}")
     return 0
+
+
+def samples_figure(cfgs: Configs, base: torch.nn.Module, gen: torch.nn.Module, device: torch.device,
+                 run_dir: Path) -> Path:
+    """samples.png: the first test batch, plain and through G, under the first evaluation seed's faults
+    (read after the evaluation, so it changes nothing the evaluation draws)."""
+    x, y = next(iter(make_loader(cfgs.data, "test", seed=TEST_LOADER_SEED, device=device)))
+    return save_samples(base, gen, x.to(device), y.to(device), cfgs.fault, cfgs.eval.seeds[0], run_dir / "samples.png")

@@ -2,29 +2,49 @@
 
 Both the base-model QAT (train.qat) and the generator's EOPM training (train.eopm) use these, so
 progress bars, metrics.jsonl, atomic best/last checkpoints and resume behave the same everywhere.
+A mode hands `fit` what is its own as one `TrainingTask`.
 
 Example:
-    fit(run_dir, epochs=5, start_epoch=0, best=-1.0, one_epoch=..., validate=..., best_key="test_acc",
-        make_checkpoint=lambda epoch, metrics, best: {...})
+    task = TrainingTask(one_epoch=..., validate=..., best_key="val_acc",
+                        make_checkpoint=lambda epoch, metrics, best: {...})
+    best = fit(task, run_dir, 5, *FRESH_START)         # epochs, (epochs done, best so far)
+    chosen = load_best(run_dir, "base", model)
 """
 from __future__ import annotations
 
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 import torch
 
-from common.ckpt import save_checkpoint, share_file
-from common.dist import DistInfo, all_reduce_min, all_reduce_sum
+from common.ckpt import load_checkpoint, load_state, save_checkpoint, share_file
+from common.dist import DistInfo, all_reduce_min, all_reduce_sum, barrier
 from common.runs import append_jsonl, progress
 from config import DATA_ORDER_SEED_STRIDE
 
 POSTFIX_EVERY = 20   # batches between progress-bar metric updates (each one syncs with the device)
 Step = Callable[[torch.Tensor, torch.Tensor], Dict[str, float]]
+# (epochs finished, best validation value) of a run that has not trained yet: any value beats -1
+FRESH_START: Tuple[int, float] = (0, -1.0)
+
+
+@dataclass(frozen=True)
+class TrainingTask:
+    """What a mode hands `fit`: its epoch, its validation, its checkpoint contents and the metric
+    (a key of `validate`'s result) that picks best.pt.
+
+    one_epoch(epoch) -> train metrics (epoch counted from 0);
+    validate(epoch) -> validation metrics, {} without validation images (rank 0 only);
+    make_checkpoint(epoch, metrics row, best value) -> the checkpoint dict (epoch counted from 1)."""
+    one_epoch: Callable[[int], Dict[str, float]]
+    validate: Callable[[int], Dict[str, float]]
+    make_checkpoint: Callable[[int, Dict[str, Any], float], dict]
+    best_key: str
 
 
 def wrap_ddp(module: torch.nn.Module, device: torch.device, dist_info: DistInfo) -> torch.nn.Module:
@@ -68,7 +88,7 @@ def train_one_epoch(step: Step, loader: Iterable, device: torch.device, desc: st
     sums: Dict[str, torch.Tensor] = {}
     n = 0
     first_bad = torch.tensor(0, device=device)    # 1-based step of the first non-finite metric, 0 = none
-    bar = progress(loader, desc)
+    bar = progress(loader, desc, is_main=dist_info.is_main)
     for i, (x, y) in enumerate(bar):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         metrics = step(x, y)                      # floats or 0-dim tensors (kept on the device)
@@ -99,44 +119,41 @@ def _raise_if_bad(first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], dist_i
         raise _BadStep(step, bad[0] if bad else "loss")
 
 
-def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
-        one_epoch: Callable[[int], Dict[str, float]], validate: Callable[[int], Dict[str, float]],
-        best_key: str, make_checkpoint: Callable[[int, Dict[str, float], float], dict],
-        dist_info: DistInfo = DistInfo(), log: Callable[[str], None] = print,
-        on_epoch: Optional[Callable[[dict], None]] = None) -> Tuple[float, Optional[dict]]:
+def fit(task: TrainingTask, run_dir: Path, epochs: int, start_epoch: int, best: float,
+        dist_info: DistInfo = DistInfo(), on_epoch: Optional[Callable[[dict], None]] = None,
+        log: Callable[[str], None] = print) -> float:
     """Train epochs start_epoch+1..epochs (numbered from 1, as printed, in metrics.jsonl and in the
     checkpoints' "epoch"; `start_epoch` is the number already finished); after each, validate, log a
-    JSON line, save last/best.
+    JSON line, save last/best. Returns the best validation value (`best` if no epoch beat it).
 
     `on_epoch(row)`, when given, also receives each epoch's metrics row (e.g. common.tblog's TensorBoard log).
     Checkpoints are written after every epoch (atomically), so an interrupted run loses at most the
     epoch in progress and `-rt` continues from the next one; the epoch's metrics line is appended after
     them (train.resume repairs the log on resume). best.pt is the epoch with the highest
-    `best_key` from `validate` (the validation split, never the test split); when `validate` returns no
+    `task.best_key` from `task.validate` (the validation split, never the test split); when it returns no
     `best_key` (no validation images) every epoch counts as best, so best.pt is the last epoch. best.pt
     shares last.pt's file (a hard link) instead of a second copy. A non-finite training loss stops the run with
-    NonFiniteLoss, leaving the last good checkpoint as it was. Returns (best value, last metrics).
+    NonFiniteLoss, leaving the last good checkpoint as it was.
     """
-    row = None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         try:
-            train_metrics = one_epoch(epoch)
+            train_metrics = task.one_epoch(epoch)
         except _BadStep as e:
             step, key = e.args
             kept = (f"the last good checkpoint is {run_dir / 'last.pt'} (epoch {epoch})" if epoch > 0
                     else "no checkpoint was written")
             raise NonFiniteLoss(f"non-finite training {key} at epoch {epoch + 1}, step {step}; stopped there "
-                                f"and {kept}; lower -LR (or -LM) and start again") from None
+                                f"and {kept}; lower -LR (or -LM) and start again with -F") from None
         train_s = time.time() - t0                  # training alone (epoch_time_s adds validation)
-        val_metrics = validate(epoch) if dist_info.is_main else {}
+        val_metrics = task.validate(epoch) if dist_info.is_main else {}
         row = {"epoch": epoch + 1, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
                "epoch_time_s": round(time.time() - t0, 2)}
         if dist_info.is_main:
-            value = val_metrics.get(best_key)
+            value = val_metrics.get(task.best_key)
             is_best = value is None or value > best          # no validation: keep the last epoch
             best = best if value is None else max(best, value)
-            ckpt = make_checkpoint(epoch + 1, row, best)     # epochs are numbered from 1 everywhere
+            ckpt = task.make_checkpoint(epoch + 1, row, best)   # epochs are numbered from 1 everywhere
             save_checkpoint(ckpt, run_dir / "last.pt")
             if is_best:
                 share_file(run_dir / "last.pt", run_dir / "best.pt")
@@ -146,4 +163,14 @@ def fit(run_dir: Path, epochs: int, start_epoch: int, best: float,
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in row.items() if k != "epoch")
             log(f"epoch {epoch + 1}/{epochs} {shown}{' *best*' if is_best else ''}")
-    return best, row
+    return best
+
+
+def load_best(run_dir: Path, kind: str, model: torch.nn.Module, dist_info: DistInfo = DistInfo()) -> dict:
+    """Load the chosen epoch (run_dir/best.pt, a `kind` checkpoint) into `model`; returns the checkpoint.
+    Every rank reads it once rank 0 has written it."""
+    barrier(dist_info)
+    path = Path(run_dir) / "best.pt"
+    chosen = load_checkpoint(path, kind=kind)
+    load_state(model, chosen["state_dict"], path)
+    return chosen
