@@ -120,5 +120,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     import warnings
-    warnings.showwarning = zs_main._one_line_warning
+
+    from common.cli import one_line_warning
+    warnings.showwarning = one_line_warning
     sys.exit(main())
