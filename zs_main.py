@@ -7,6 +7,7 @@ Examples:
     python zs_main.py resnet18 transform_eval cifar10 -cp BASE.pt --testing-mode generator_base --G-path G.pt
     python zs_main.py resnet18 energy cifar10 -G all
     python zs_main.py report RUN_DIR [RUN_DIR ...]
+    python zs_main.py faultmap export --seed 50000 -ber 0.01 --out chips/s50000
     python zs_main.py sweep grids/cifar10_table1.json [--slurm --partition gpu --gpus 1]
 """
 from __future__ import annotations
