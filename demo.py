@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List
 
 import zs_main
-from common.cli import from_field
+from common.cli import from_field, one_line_warning
 from config import RUNS_ROOT, DataConfig, RunConfig
 
 # "cpu" is the setting of docs/DESIGN.md §12 (the released code measured at CPU scale), so the demo is also
@@ -120,5 +120,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     import warnings
-    warnings.showwarning = zs_main._one_line_warning
+    warnings.showwarning = one_line_warning
     sys.exit(main())

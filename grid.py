@@ -79,10 +79,10 @@ def load_grid(path: str) -> Grid:
 
 
 def _parsed(argv: Sequence[str], name: str) -> argparse.Namespace:
-    """zs_main's own parser checks every run before anything starts (and supplies defaults such as -E)."""
-    from zs_main import build_parser
+    """The run parser checks every run before anything starts (and supplies defaults such as -E)."""
+    from run_args import build_parser
     try:
-        return build_parser().parse_args(list(argv))
+        return build_parser(("train", "transform_eopm_gen")).parse_args(list(argv))
     except SystemExit:
         raise GridError(f"run {name}: the arguments above were refused: {' '.join(argv)}") from None
 
@@ -237,29 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str]) -> int:
-    opts = build_parser().parse_or_exit_code(argv)       # -h: 0; a usage error (one line): 2
-    if isinstance(opts, int):
-        return opts
-    try:
-        grid = load_grid(opts.grid)
-        opts.grid_out = grid.out
-        bad = [kv for kv in opts.slurm_extra if "=" not in kv]
-        if bad:
-            raise GridError(f"--slurm-extra {bad[0]!r}: give KEY=VALUE, e.g. account=abc")
-        runs = expand(grid)
-        todo = [r for r in runs if status(r) != "done"]
-        print(f"[sweep] {opts.grid}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
-              f"({opts.launch})")
-        if opts.dry_run:
-            for r in runs:
-                print(f"  {status(r):7} {r.name}: zs_main.py {' '.join(r.argv)}")
-            return 0
-        stages = [[r for r in todo if r.stage == s] for s in ("base", "gen")]
-        failed = LAUNCHERS[opts.launch](stages, opts) if todo else []
-    except GridError as e:
-        print(f"zs_main.py sweep: error: {e}", file=sys.stderr)
-        return 2
+def _sweep(opts: argparse.Namespace) -> int:
+    grid = load_grid(opts.grid)
+    opts.grid_out = grid.out
+    bad = [kv for kv in opts.slurm_extra if "=" not in kv]
+    if bad:
+        raise GridError(f"--slurm-extra {bad[0]!r}: give KEY=VALUE, e.g. account=abc")
+    runs = expand(grid)
+    todo = [r for r in runs if status(r) != "done"]
+    print(f"[sweep] {opts.grid}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
+          f"({opts.launch})")
+    if opts.dry_run:
+        for r in runs:
+            print(f"  {status(r):7} {r.name}: zs_main.py {' '.join(r.argv)}")
+        return 0
+    stages = [[r for r in todo if r.stage == s] for s in ("base", "gen")]
+    failed = LAUNCHERS[opts.launch](stages, opts) if todo else []
     finished = [str(r.run_dir) for r in runs if r.stage == "gen" and status(r) == "done"]
     if finished:
         from eval.report import main as report_main
@@ -268,6 +261,11 @@ def main(argv: Sequence[str]) -> int:
         print(f"[sweep] {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    from common.cli import EXIT_USAGE, run_subcommand
+    return run_subcommand(build_parser(), argv, _sweep, {GridError: EXIT_USAGE})
 
 
 if __name__ == "__main__":

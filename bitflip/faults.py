@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Tuple
 
 import torch
@@ -24,6 +24,7 @@ import torch
 from bitflip.chipmap import apply_chipmap
 from bitflip.official import apply_official, official_masks_np
 from bitflip.sampled import apply_flip, apply_stuckat
+from common.cli import opt
 from common.registry import Registry
 from models.quant import DEFAULT_BITS
 
@@ -37,15 +38,15 @@ class FaultConfig:
 
     `bits` is also the weight precision of the base model and generator: the one place it is set.
     """
-    model: str = field(default="official", metadata={
-        "help": "fault model; `official` reproduces the released code's SRAM map"})
-    ber: float = field(default=0.01, metadata={
-        "help": "bit error rate in (0,1): probability that a bit cell is faulty"})
-    position: int = field(default=-1, metadata={"help": "bit position 0..bits-1 to fault, -1 = any"})
-    bits: int = field(default=DEFAULT_BITS, metadata={"help": "weight precision in bits, 2..8; faults "
-                                                              "touch bits 0..bits-1"})
-    maps: Tuple[str, ...] = field(default=(), metadata={
-        "help": "chipmap only: measured map sources (--fault-map); the injector's seed i selects map i"})
+    model: str = opt("official", "fault model; `official` reproduces the released code's SRAM map",
+                     flag="--fault-model", folder="{}")
+    ber: float = opt(0.01, "bit error rate in (0,1): probability that a bit cell is faulty", flag="-ber",
+                     folder="ber{}")
+    position: int = opt(-1, "bit position 0..bits-1 to fault, -1 = any", flag="-pos", folder="pos{}")
+    bits: int = opt(DEFAULT_BITS, "weight precision in bits, 2..8; faults touch bits 0..bits-1", flag="--bits",
+                    folder="{}bit")
+    maps: Tuple[str, ...] = opt((), "chipmap only: measured map sources (--fault-map); the injector's seed i "
+                                "selects map i", flag="--fault-map")
 
     def __post_init__(self):
         if not isinstance(self.model, str) or self.model not in FAULT_MODELS:

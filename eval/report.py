@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from common.cli import OneLineParser
+from common.cli import EXIT_USAGE, OneLineParser, run_subcommand
 from common.registry import UnknownName
 from eval.paper import PAPER_BITS, PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
 
@@ -229,26 +229,23 @@ def build_report(run_dirs: Sequence[str], energy: bool = True) -> str:
     return markdown_table(rows, energy) + "\n\n" + " ".join(notes) + "\n"
 
 
-def main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_or_exit_code(argv)       # -h: 0; a usage error (one line): 2
-    if isinstance(args, int):
-        return args
-    try:
-        check_out("--out", args.out)
-        check_out("--html", args.html)
-        text = build_report(args.run_dirs, args.energy)
-        print(text, end="")
-        if args.out:
-            from common.ckpt import atomic_write
-            with _writing("--out", args.out):
-                atomic_write(args.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-            print(f"report written to {args.out}", file=sys.stderr)
-        if args.html:
-            from eval.html_report import write_html
-            with _writing("--html", args.html):
-                page = write_html(args.html, text, [run for run, _ in find_runs(args.run_dirs)])
-            print(f"HTML report written to {page}", file=sys.stderr)
-    except ReportError as e:
-        print(f"zs_main.py report: error: {e}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace) -> int:
+    check_out("--out", args.out)
+    check_out("--html", args.html)
+    text = build_report(args.run_dirs, args.energy)
+    print(text, end="")
+    if args.out:
+        from common.ckpt import atomic_write
+        with _writing("--out", args.out):
+            atomic_write(args.out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        print(f"report written to {args.out}", file=sys.stderr)
+    if args.html:
+        from eval.html_report import write_html
+        with _writing("--html", args.html):
+            page = write_html(args.html, text, [run for run, _ in find_runs(args.run_dirs)])
+        print(f"HTML report written to {page}", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    return run_subcommand(build_parser(), argv, _run, {ReportError: EXIT_USAGE})

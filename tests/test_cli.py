@@ -32,7 +32,7 @@ def chain(cifar_root, tmp_path_factory):
     assert run_cli("vgg11", "transform_eopm_gen", "cifar10", "-cp", base, "-E", 1, "-N", 2, "-G", "UNetS",
                    "--eval-seeds", "50000:50003", "--run-dir", out / "gen", *data) == 0
     assert run_cli("vgg11", "transform_eval", "cifar10", "-cp", base, "--testing-mode", "generator_base",
-                   "--G-path", out / "gen" / "best.pt", "--eval-seeds", "1,2", "--eval-bers", "0.01,0.002",
+                   "--G-path", out / "gen" / "best.pt", "--eval-seeds", "1,2", "--eval-bers", "0.01,0.002,0",
                    "--run-dir", out / "eval", *data) == 0
     assert run_cli("vgg11", "transform_eval", "cifar10", "-cp", base, "--testing-mode", "clean",
                    "--run-dir", out / "clean", *data) == 0
@@ -65,7 +65,9 @@ def test_eopm_and_eval_results(chain):
         assert res["settings"]["fault_model"] == "official" and res["settings"]["arch"] == "vgg11"
         assert (run / "per_seed.csv").is_file() and (run / "summary.csv").is_file()
     sweep = json.loads((chain / "eval" / "results.json").read_text())["sweep"]
-    assert [r["ber"] for r in sweep] == [0.01, 0.002]
+    assert [r["ber"] for r in sweep] == [0.01, 0.002, 0.0]
+    no_faults = sweep[2]                  # BER 0: every perturbed model is the base model itself
+    assert no_faults["PA_mean"] == no_faults["CA"] and no_faults["PA_NF_mean"] == no_faults["CA_NF"]
     gck = load_checkpoint(chain / "gen" / "best.pt", kind="generator")
     assert gck["generator"] == "UNetS" and gck["arch"] == "vgg11" and gck["fault"]["ber"] == 0.01
     clean = json.loads((chain / "clean" / "results.json").read_text())

@@ -5,40 +5,48 @@ derived from (seed, epoch) (train.loop.reseed_epoch); the rest of the state (wei
 scheduler, best value) comes from last.pt. So the only way to get a different run is a different
 command: resuming refuses settings that change what is trained (architecture, data, learning rate,
 λ, fault model, ...) and allows only those that do not (more epochs with -E, the device, the data
-folder, workers, test batch size, evaluation settings). It prints which settings the run uses.
+folder, workers, test batch size, evaluation settings). Which is which is each setting's `on_resume`
+metadata (config.py, bitflip.FaultConfig), and config.RUN_SETTINGS names the settings of each kind of
+run. It prints which settings the run uses, spelt as the user types them.
 
 Example:
     start_epoch, best = resume(run_dir, "base", model, opt, current=cfgs.to_dict())
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple, get_type_hints
 
 import torch
 
+from bitflip import FaultConfig
+from common.cli import IGNORED, MAY_CHANGE, MUST_MATCH, flag_of, on_resume, show_value
 from common.ckpt import code_version, load_checkpoint, load_state
 from common.runs import UsageError, read_jsonl, write_json, write_jsonl
+from config import RUN_SETTINGS, Configs
 
-# config sections that describe what a run of each checkpoint kind trains
-SECTIONS = {"base": ("run", "data", "train"), "generator": ("run", "data", "eopm", "fault")}
-# settings a resumed run may change: they do not alter the weights it ends with
-MAY_CHANGE = {"run.run_dir", "run.device", "run.resume", "run.force", "run.tensorboard", "data.root",
-              "data.download", "data.workers", "data.test_batch_size", "train.epochs", "eopm.epochs"}
-# how the user spells a setting, for the messages ("config.py ..." for the rest)
-FLAGS = {"run.arch": "ARCH", "run.mode": "MODE", "run.seed": "--seed", "run.bits": "--bits",
-         "run.checkpoint": "-cp", "data.dataset": "DATASET", "data.train_limit": "--train-limit",
-         "data.test_limit": "--test-limit", "data.val_size": "--val-size", "data.batch_size": "-BS",
-         "data.hflip": "--no-hflip (hflip)", "data.augment": "--no-augment (augment)",
-         "eopm.n_global": "--n-global", "eopm.sync_bn": "--sync-bn", "fault.maps": "--fault-map",
-         "train.lr": "-LR", "train.epochs": "-E", "eopm.generator": "-G", "eopm.lr": "-LR", "eopm.lam": "-LM",
-         "eopm.n_models": "-N", "eopm.epochs": "-E", "fault.model": "--fault-model", "fault.ber": "-ber",
-         "fault.position": "-pos", "fault.bits": "--bits"}
+# checkpoint kind -> the mode that trains it; RUN_SETTINGS[mode] names the settings that define its runs
+KIND_MODE = {"base": "train", "generator": "transform_eopm_gen"}
+# config section -> its dataclass, whose field metadata says how a setting is spelt and whether it may change
+SECTION_TYPES = get_type_hints(Configs, localns={"FaultConfig": FaultConfig})
 
 
-def _flat(config: Dict, sections) -> Dict[str, object]:
-    return {f"{s}.{k}": v for s in sections for k, v in (config.get(s) or {}).items()}
+def _field(key: str) -> Optional[dataclasses.Field]:
+    """The config field of "section.name" (None for a setting a newer version removed)."""
+    section, name = key.split(".", 1)
+    cls = SECTION_TYPES.get(section)
+    return {f.name: f for f in dataclasses.fields(cls)}.get(name) if cls is not None else None
+
+
+def _flat(config: Dict, kind: str) -> Dict[str, object]:
+    """"section.name" -> value for the settings that define a run of this kind."""
+    out = {}
+    for key in RUN_SETTINGS[KIND_MODE[kind]]:
+        section, _, only = key.partition(".")
+        out.update({f"{section}.{k}": v for k, v in (config.get(section) or {}).items() if not only or k == only})
+    return out
 
 
 def _same(key: str, saved, now) -> bool:
@@ -50,28 +58,40 @@ def _same(key: str, saved, now) -> bool:
 
 
 def _name(key: str) -> str:
-    return FLAGS.get(key, f"config.py {key}")
+    """How the user spells a setting: its flag, or where to edit it (config.py) when it has none."""
+    f = _field(key)
+    return (flag_of(f) if f is not None else None) or f"config.py {key}"
+
+
+def _policy(key: str) -> str:
+    f = _field(key)
+    return on_resume(f) if f is not None else MUST_MATCH
+
+
+def _pairs(old: Dict, new: Dict) -> Iterator[Tuple[str, object, object]]:
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if not _same(key, a, b) and _policy(key) != IGNORED:
+            yield key, a, b
 
 
 def compare_settings(saved: Dict, current: Dict, kind: str) -> Tuple[List[str], List[str]]:
-    """(refused differences, allowed changes) between the saved run's config and the command's."""
-    old, new = _flat(saved, SECTIONS[kind]), _flat(current, SECTIONS[kind])
+    """(refused differences, allowed changes) between the saved run's config and the command's,
+    each spelt as the user types it: "-LR (run: 0.01, command: 0.5)", "-E 1 -> 2"."""
     refused, changed = [], []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if _same(key, a, b):
-            continue
-        if key in MAY_CHANGE:
-            changed.append(f"{_name(key)} {a} -> {b}")
+    for key, a, b in _pairs(_flat(saved, kind), _flat(current, kind)):
+        if _policy(key) == MAY_CHANGE:
+            changed.append(f"{_name(key)} {show_value(a)} -> {show_value(b)}")
         else:
-            refused.append(f"{_name(key)} (run: {a}, command: {b})")
+            refused.append(f"{_name(key)} (run: {show_value(a)}, command: {show_value(b)})")
     return refused, changed
 
 
 def describe(config: Dict, kind: str) -> str:
-    """The settings that define a run, as the user spells them."""
-    flat = _flat(config, SECTIONS[kind])
-    return ", ".join(f"{FLAGS[k]} {flat[k]}" for k in FLAGS if k in flat and k not in MAY_CHANGE)
+    """The command-line settings that define a run, as the user spells them."""
+    flat = _flat(config, kind)
+    return ", ".join(f"{_name(k)} {show_value(v)}" for k, v in flat.items()
+                     if _policy(k) == MUST_MATCH and _field(k) is not None and flag_of(_field(k)))
 
 
 def repair_metrics(run_dir: Path, finished: int, last_row: Optional[Dict]) -> None:
