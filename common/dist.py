@@ -1,8 +1,9 @@
 """Data parallelism under `torchrun` (DDP; nccl on GPUs, gloo on CPU); a no-op for a single process.
 
 What makes w processes at batch b compute what one process computes at batch w·b (README "Scale
-out"): `GlobalOrderSampler` shares out one process's image order, `GlobalBatchNorm2d` normalises over
-the global batch. `shard` / `gather_to_main` split work such as evaluation seeds over the ranks.
+out"): `GlobalOrderSampler` shares out one process's image order (`order_sampler` picks it for both
+loader paths), `GlobalBatchNorm2d` normalises over the global batch. `shard` / `gather_to_main` split
+work such as evaluation seeds over the ranks.
 
 Example:
     torchrun --standalone --nproc_per_node 4 zs_main.py resnet18 train cifar10 -BS 64
@@ -16,7 +17,7 @@ from typing import Any, Iterator, List, Optional, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
 T = TypeVar("T")
 
@@ -111,6 +112,22 @@ class GlobalOrderSampler(Sampler):
 
     def __len__(self) -> int:
         return -(-self.n // self.info.world_size)
+
+
+def order_sampler(n: int, generator: torch.Generator, info: DistInfo, shuffle: bool,
+                  draw_base_seed: bool) -> Optional[Sampler]:
+    """The sampler that fixes the order of n items for one rank, or None for a DataLoader's own order.
+
+    `draw_base_seed`: the batch source does not draw a DataLoader's base seed itself
+    (datasets.device.DeviceBatches), so a shuffled order always comes from a GlobalOrderSampler that
+    draws it; that is then the draw for draw the order of a shuffling DataLoader on `generator`
+    (base seed, then RandomSampler's randperm). A DataLoader (False) gets None for one process, and
+    keeps its RandomSampler (shuffle) or file order."""
+    if shuffle and (info.enabled or draw_base_seed):
+        return GlobalOrderSampler(n, generator, info, draw_base_seed=draw_base_seed)
+    if info.enabled:                # unshuffled: rank r takes items r, r+w, ... (padded like the above)
+        return DistributedSampler(range(n), info.world_size, info.rank, shuffle=False)
+    return None
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):

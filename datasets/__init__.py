@@ -15,11 +15,11 @@ from typing import List, Optional, Union
 from torch.utils.data import Dataset
 
 from . import cifar, gtsrb, imagenet  # noqa: F401  (each registers its datasets)
-from .common import DATASETS, DataMissingError, DatasetInfo, balanced_subset, compose
-from .loader import cache_batches, make_batches, make_loader, use_device_data
+from .base import DATASETS, DataMissingError, DatasetInfo, balanced_subset, compose
+from .loader import cache_batches, make_batches, make_loader, part_sizes, use_device_data
 
 __all__ = ["list_datasets", "get_dataset_info", "load_split", "balanced_subset", "DataMissingError",
-           "DatasetInfo", "make_loader", "make_batches", "use_device_data", "cache_batches"]
+           "DatasetInfo", "make_loader", "make_batches", "use_device_data", "cache_batches", "part_sizes"]
 
 
 def list_datasets() -> List[str]:

@@ -1,8 +1,11 @@
 """CIFAR-10 / CIFAR-100 from the official python pickles (docs/DESIGN.md §3).
 
 We read the pickles ourselves instead of torchvision's CIFAR classes: those refuse any file whose md5
-differs from the 2009 release (e.g. a re-encoded copy); we only warn, once per file per process. The
-official md5s are read from torchvision's class attributes at run time.
+differs from the 2009 release (e.g. a re-encoded copy); we load it and say so in one note per data
+folder per process (a command), which covers both splits. A JPEG copy whose batch labels say
+"(JPEG copy)" (the one the measurements use, written by the data folder's materialize.py) is named as
+such instead of a list of md5 mismatches. The official md5s are read from torchvision's class
+attributes at run time.
 
 Rows stay as stored (N, 3072) and are turned into an image only when an item is read, so a
 --train-limit/--test-limit subset converts only its own rows.
@@ -15,15 +18,17 @@ import hashlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Optional, Set
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from .common import DATASETS, DatasetEntry, DatasetInfo, missing
+from .base import DATASETS, Augment, DatasetEntry, DatasetInfo, missing
+from .device import crop_with_padding, random_hflip
 
 CIFAR_SIZE = 32     # pixels per side
 CIFAR_PAD = 4       # RandomCrop padding, docs/DESIGN.md §3
@@ -46,11 +51,12 @@ def _official_md5s(tv_cls: type) -> Dict[str, str]:
     return {**dict(tv_cls.train_list + tv_cls.test_list), tv_cls.meta["filename"]: tv_cls.meta["md5"]}
 
 
-_MD5_WARNED: Set[str] = set()   # files already reported in this process (demo + stages share one)
+_NOTED: Set[str] = set()   # data folders already checked in this process (demo + stages share one)
+JPEG_COPY_MARK = "(JPEG copy)"   # ends each batch_label of the JPEG copy of CIFAR-10 (materialize.py)
 
 
 def _md5(path: str) -> str:
-    """md5 of a file (each file is hashed once per process: `_MD5_WARNED` remembers it)."""
+    """md5 of a file (each folder is checked once per process: `_NOTED` remembers it)."""
     h = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
@@ -84,6 +90,40 @@ def _unpickle(path: Path) -> Dict[str, object]:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
+def _md5_or_none(path: Path) -> Optional[str]:
+    """md5 of a file this command may not need (the other split): None when it cannot be read."""
+    try:
+        return _md5(str(path))
+    except OSError:
+        return None
+
+
+def _text(b: object) -> str:
+    return b.decode(errors="replace") if isinstance(b, bytes) else str(b)
+
+
+def _note_unofficial(name: str, folder: Path, opened: List[Path], others: List[Path], jpeg_copy: bool,
+                     tv_cls: type) -> None:
+    """At most one note per data folder per process: the JPEG copy named as such, or else the files
+    (those just opened first, then the other split's) whose md5 differs from the official release."""
+    key = str(folder.resolve())
+    if key in _NOTED:
+        return
+    _NOTED.add(key)
+    if jpeg_copy:
+        warnings.warn(f"{name}: {folder} is a JPEG re-encoding of {name} (its batch labels end in "
+                      f"'{JPEG_COPY_MARK}'), so its files differ from the official release by design; its "
+                      f"pixels are lossy, so accuracies may differ slightly from the paper's", stacklevel=3)
+        return
+    official = _official_md5s(tv_cls)
+    odd = [p.name for p in opened if _md5(str(p)) != official[p.name]]
+    odd_other = [p.name for p in others if _md5_or_none(p) not in (official[p.name], None)]
+    if odd or odd_other:
+        also = f" (and so does that of {', '.join(odd_other)})" if odd and odd_other else ""
+        warnings.warn(f"{name}: md5 of {', '.join(odd or odd_other)} differs from the official release{also}; "
+                      f"a re-encoded copy? Loading anyway", stacklevel=3)
+
+
 class CifarPickles(Dataset):
     """The images of one split as stored, uint8 rows (N, 3072) = (N, 3, 32, 32); items are (PIL image ->
     transform, label), each converted from its row when read."""
@@ -105,12 +145,11 @@ class CifarPickles(Dataset):
         if absent:
             what = folder if not folder.is_dir() else ", ".join(str(p) for p in absent)
             raise missing(info, root, f"missing {what}")
-        self._warn_if_unofficial(name, needed, _official_md5s(fam["tv_cls"]))
-
-        xs, ys, p = [], [], needed[0]
+        xs, ys, labels, p = [], [], [], needed[0]
         try:
             for p in needed[:-1]:
                 d = _unpickle(p)
+                labels.append(d.get("batch_label", b""))
                 x = np.asarray(d["data"], dtype=np.uint8)
                 y = [int(v) for v in d[fam["labels_key"]]]
                 if x.ndim != 2 or x.shape[1] != 3 * CIFAR_SIZE ** 2 or len(y) != len(x):
@@ -123,20 +162,14 @@ class CifarPickles(Dataset):
             raise missing(info, root, f"unreadable file {p}", f"{type(e).__name__}: {e}") from e
         if ys and not (0 <= min(ys) and max(ys) < info.num_classes):
             raise missing(info, root, f"labels outside 0..{info.num_classes - 1} in {folder}")
+        jpeg_copy = all(_text(b).endswith(JPEG_COPY_MARK) for b in labels)
+        other = [folder / f for f in fam["test" if train else "train"]]
+        _note_unofficial(name, folder, needed, [q for q in other if q.is_file()], jpeg_copy, fam["tv_cls"])
 
         self.rows = np.concatenate(xs)                                    # (N, 3072) uint8 as stored
         self.targets: List[int] = ys
         self.classes = classes
         self.transform = None
-
-    @staticmethod
-    def _warn_if_unofficial(name: str, paths: List[Path], official: Dict[str, str]) -> None:
-        fresh = [p for p in paths if str(p.resolve()) not in _MD5_WARNED]
-        odd = [p.name for p in fresh if _md5(str(p)) != official[p.name]]
-        _MD5_WARNED.update(str(p.resolve()) for p in fresh)
-        if odd:
-            warnings.warn(f"{name}: md5 of {', '.join(odd)} differs from the official release "
-                          f"(a re-encoded copy?); loading anyway", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -156,6 +189,14 @@ def _ops(augment: bool, hflip: bool) -> list:
     return [T.RandomCrop(CIFAR_SIZE, padding=CIFAR_PAD)] + ([T.RandomHorizontalFlip()] if hflip else [])
 
 
+def device_augment(hflip: bool) -> Augment:
+    """`_ops(True, hflip)` as batched tensor ops on a uint8 batch held on the device (--device-data)."""
+    def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        x = crop_with_padding(x, g, CIFAR_PAD)                      # (B, 3, 32, 32) uint8
+        return random_hflip(x, g) if hflip else x
+    return augment
+
+
 for _name, _classes in (("cifar10", 10), ("cifar100", 100)):
     _fam = FAMILIES[_name]
     _layout = (f"{_fam['folder']}/{{{','.join(_fam['train'] + _fam['test'] + [_fam['meta']])}}} "
@@ -163,4 +204,4 @@ for _name, _classes in (("cifar10", 10), ("cifar100", 100)):
     DATASETS.register(_name)(DatasetEntry(
         info=DatasetInfo(_name, _classes, CIFAR_SIZE, _layout, downloadable=True),
         open=lambda root, train, download, _n=_name: CifarPickles(_n, root, train, download),
-        ops=_ops))
+        ops=_ops, device_augment=device_augment))

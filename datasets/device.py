@@ -3,32 +3,33 @@
 For CIFAR-size data the DataLoader (PIL decode + per-image transforms in worker processes) caps a
 ResNet18 QAT epoch at ~14k images/s on an H100; holding the split on the device (CIFAR-10 train is
 150 MB as uint8) and augmenting a whole batch in a few kernels removes that cap. The order of the
-images is drawn exactly as a shuffling DataLoader draws it from the same `generator` (a seed, then
-`randperm`; or a DistributedSampler's indices), so `reseed_epoch` keeps runs reproducible and
-resumable; the augmentation's random crop offsets, flips and affine parameters come from a device
-generator seeded from that same per-epoch stream. The same augmentation *distribution* as the PIL
-path (tested op by op against torchvision), not the same random draws.
+images comes from the sampler a DataLoader would use on the same `generator`
+(`common.dist.order_sampler`: a shuffled order is `GlobalOrderSampler`'s base-seed draw then
+`randperm`, which is a shuffling DataLoader's order, draw for draw), so `reseed_epoch` keeps runs
+reproducible and resumable; the augmentation's random crop offsets, flips and affine parameters come
+from a device generator seeded from that same per-epoch stream. The same augmentation *distribution*
+as the PIL path (tested op by op against torchvision), not the same random draws. Each dataset
+builds its augmentation from the ops here in its own module (`DatasetEntry.device_augment`).
 
 Example:
+    augment = DATASETS.get("cifar10").device_augment(True)        # hflip on
     batches = DeviceBatches(images_u8, targets, batch_size=256, device=torch.device("cuda"),
-                            augment=DEVICE_AUGMENT["cifar10"](hflip=True), shuffle=True)
+                            augment=augment, shuffle=True)
     for x, y in batches: ...        # x float (B, 3, 32, 32) in [-1, 1], y int64 (B,), both on the device
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision import transforms as T
 
-from . import gtsrb
-from .cifar import CIFAR_PAD
-from .common import DATASETS
+from common.dist import DistInfo, order_sampler
 
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]   # uint8 (B,3,H,W) -> uint8 (B,3,H,W)
+from .base import DATASETS, Augment
 
 
 def to_signed(x_u8: torch.Tensor) -> torch.Tensor:
@@ -89,27 +90,27 @@ def random_affine(x: torch.Tensor, g: torch.Generator, translate: Tuple[float, f
 
 class DeviceBatches:
     """Batches (x in [-1, 1], y) of a uint8 split on `device`; DataLoader-compatible for the loop
-    (`len`, iteration, `.generator` re-seeded by `reseed_epoch`, `.sampler`, `.dataset`)."""
+    (`len`, iteration, `.generator` re-seeded by `reseed_epoch`, `.sampler`, `.dataset`).
+
+    The order is a shuffling DataLoader's on the same generator (`shuffle`), or file order; under DDP
+    (`dist_info`) this rank's share of it, exactly as `make_loader` shares it out."""
 
     def __init__(self, images: torch.Tensor, targets: Sequence[int], batch_size: int, device: torch.device,
-                 augment: Optional[Augment] = None, shuffle: bool = False, sampler=None, seed: int = 0):
+                 augment: Optional[Augment] = None, shuffle: bool = False, seed: int = 0,
+                 dist_info: DistInfo = DistInfo()):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         self.images = images.to(device)
         self.targets = torch.as_tensor(np.asarray(targets), dtype=torch.int64).to(device)
         self.dataset = self.targets                  # len(loader.dataset) = number of images
         self.batch_size, self.device, self.augment = batch_size, device, augment
-        self.shuffle, self.sampler = shuffle, sampler
         self.generator = torch.Generator().manual_seed(seed)
+        self.sampler = order_sampler(len(self.targets), self.generator, dist_info, shuffle, draw_base_seed=True)
 
     def _order(self) -> torch.Tensor:
-        if self.sampler is not None:                 # DistributedSampler: this rank's share
-            return torch.as_tensor(list(iter(self.sampler)), dtype=torch.int64)
-        n = len(self.targets)
-        if not self.shuffle:
-            return torch.arange(n)
-        torch.empty((), dtype=torch.int64).random_(generator=self.generator)   # as DataLoader's base seed
-        return torch.randperm(n, generator=self.generator)
+        if self.sampler is None:                     # one process, file order
+            return torch.arange(len(self.targets))
+        return torch.as_tensor(list(iter(self.sampler)), dtype=torch.int64)
 
     def __len__(self) -> int:
         n = len(self.sampler) if self.sampler is not None else len(self.targets)
@@ -127,29 +128,6 @@ class DeviceBatches:
             if g is not None:
                 x = self.augment(x, g)
             yield to_signed(x), self.targets[idx]
-
-
-def cifar_augment(hflip: bool = True, pad: int = CIFAR_PAD) -> Augment:
-    def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        x = crop_with_padding(x, g, pad)
-        return random_hflip(x, g) if hflip else x
-    return augment
-
-
-def gtsrb_augment(hflip: bool = True, pad: int = gtsrb.PAD, translate=gtsrb.TRANSLATE,
-                  scale=gtsrb.SCALE) -> Augment:
-    def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        x = crop_with_padding(random_affine(x, g, translate, scale), g, pad)
-        return random_hflip(x, g) if hflip else x
-    return augment
-
-
-# dataset name -> builder(hflip) of its training augmentation as batched tensor ops (32-px datasets)
-DEVICE_AUGMENT: Dict[str, Callable[[bool], Augment]] = {
-    "cifar10": lambda hflip: cifar_augment(hflip),
-    "cifar100": lambda hflip: cifar_augment(hflip),
-    "gtsrb": lambda hflip: gtsrb_augment(hflip),
-}
 
 
 def load_split_uint8(name: str, root, train: bool, download: bool = False,

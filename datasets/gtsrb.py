@@ -13,11 +13,13 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
+import torch
 from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from .common import DATASETS, DatasetEntry, DatasetInfo, missing, open_rgb
+from .base import DATASETS, Augment, DatasetEntry, DatasetInfo, missing, open_rgb
+from .device import crop_with_padding, random_affine, random_hflip
 
 SIZE = 32               # Resize((32, 32)) on both splits, docs/DESIGN.md §3
 PAD = 4                 # RandomCrop padding
@@ -100,4 +102,13 @@ def _ops(augment: bool, hflip: bool) -> list:
     return ops
 
 
-DATASETS.register("gtsrb")(DatasetEntry(INFO, open=GTSRBFiles, ops=_ops))
+def device_augment(hflip: bool) -> Augment:
+    """`_ops(True, hflip)` after the Resize, as batched tensor ops on a uint8 batch held on the device
+    (--device-data; the split is stored there already resized to 32x32)."""
+    def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        x = crop_with_padding(random_affine(x, g, TRANSLATE, SCALE), g, PAD)   # (B, 3, 32, 32) uint8
+        return random_hflip(x, g) if hflip else x
+    return augment
+
+
+DATASETS.register("gtsrb")(DatasetEntry(INFO, open=GTSRBFiles, ops=_ops, device_augment=device_augment))

@@ -15,7 +15,7 @@ from pathlib import Path
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from .common import DATASETS, DatasetEntry, DatasetInfo, missing, open_rgb
+from .base import DATASETS, DatasetEntry, DatasetInfo, missing, open_rgb
 
 SIZE = 224          # pixels per side
 NUM_CLASSES = 10
@@ -52,4 +52,6 @@ def _ops(augment: bool, hflip: bool) -> list:
     return [T.RandomResizedCrop(SIZE)] + ([T.RandomHorizontalFlip()] if hflip else [])
 
 
-DATASETS.register("imagenet224")(DatasetEntry(INFO, open=_open, ops=_ops))
+# no device_augment: RandomResizedCrop has no batched version in datasets/device.py, so --device-data
+# auto keeps the DataLoader for this dataset and --device-data on refuses it
+DATASETS.register("imagenet224")(DatasetEntry(INFO, open=_open, ops=_ops, device_augment=None))

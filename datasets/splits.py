@@ -14,8 +14,9 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from common.runs import UsageError
+from config import SUBSET_SEED, VAL_SPLIT_SEED
 
-from .common import balanced_subset
+from .base import balanced_subset
 
 PARTS = ("train", "val", "test")   # train and val come from the training split, test from the test split
 VAL_AUTO_FRACTION = 0.1            # default val size: a tenth of the training split ...
@@ -38,12 +39,35 @@ def resolve_val_size(val_size: Optional[int], n_train_split: int) -> int:
     return val_size
 
 
+def part_capacity(n_split: int, part: str, val_size: Optional[int]) -> int:
+    """Images `part` has before any limit: the test split for 'test'; for 'train' the training split
+    less the validation images, which 'val' holds."""
+    if part == "test":
+        return n_split
+    n_val = resolve_val_size(val_size, n_split)
+    return n_val if part == "val" else n_split - n_val
+
+
+def limit_note(dataset: str, part: str, limit: Optional[int], n_split: int, val_size: Optional[int]
+               ) -> Optional[str]:
+    """The one line saying a --train-limit / --test-limit above what the part has is cut to all of it
+    (`part_indices` then takes every image); None when the limit fits or there is none."""
+    capacity = part_capacity(n_split, part, val_size)
+    if limit is None or limit <= capacity or part == "val":
+        return None
+    where = (f"{dataset}'s test split has {capacity} images" if part == "test" else
+             f"{dataset} has {capacity} training images ({n_split} less {n_split - capacity} held out "
+             f"for validation)")
+    return f"--{part}-limit {limit} is more than there are: {where}; using all {capacity}"
+
+
 def part_indices(targets: Sequence[int], part: str, limit: Optional[int], val_size: Optional[int],
-                 subset_seed: int = 0, val_seed: int = 1) -> Optional[List[int]]:
+                 subset_seed: int = SUBSET_SEED, val_seed: int = VAL_SPLIT_SEED) -> Optional[List[int]]:
     """Sorted indices into a split for `part`, or None for "the whole split".
 
     targets: labels of the training split for 'train'/'val', of the test split for 'test'.
-    limit: --train-limit for 'train', --test-limit for 'test' (class-balanced, `subset_seed`).
+    limit: --train-limit for 'train', --test-limit for 'test' (class-balanced, `subset_seed`); a limit
+    above the part's size takes all of it (`limit_note` says so).
     """
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")

@@ -259,11 +259,42 @@ def test_balanced_subset_edge_sizes():
 
 def test_gtsrb_subset_opens_only_its_files(tmp_path, monkeypatch):
     from config import DataConfig
-    from datasets import cache_batches, common, make_loader
+    from datasets import base, cache_batches, make_loader
     write_gtsrb(tmp_path)
     opened = []
-    real_open = common.Image.open                 # every loader opens images through common.open_rgb
-    monkeypatch.setattr(common.Image, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
+    real_open = base.Image.open                   # every loader opens images through base.open_rgb
+    monkeypatch.setattr(base.Image, "open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k))
     cfg = DataConfig("gtsrb", root=str(tmp_path), download=False, test_limit=2, test_batch_size=2)
     batches = cache_batches(make_loader(cfg, "test", seed=0, device=torch.device("cpu")))
     assert sum(len(y) for _, y in batches) == 2 and len(opened) == 2          # of 4 test images
+
+
+def _md5_notes(root: Path, loads) -> List[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for train in loads:
+            load_split("cifar10", root, train=train)
+    return [str(w.message) for w in caught if "official release" in str(w.message)]
+
+
+def test_one_md5_note_per_folder_covers_both_splits(tmp_path):
+    write_cifar(tmp_path, "cifar10")
+    notes = _md5_notes(tmp_path, (True, False, True))
+    assert len(notes) == 1 and notes[0].startswith("cifar10: md5 of data_batch_1, ")
+    assert all(f in notes[0] for f in ("data_batch_5", "batches.meta", "test_batch"))
+
+
+def test_the_jpeg_copy_is_named_once_without_md5s(tmp_path, monkeypatch):
+    """The JPEG copy's batch labels end in '(JPEG copy)': one note says why its files differ, no md5 list."""
+    import datasets.cifar as C
+    write_cifar(tmp_path, "cifar10")
+    folder = tmp_path / "cifar-10-batches-py"
+    for f in C.FAMILIES["cifar10"]["train"] + C.FAMILIES["cifar10"]["test"]:
+        with open(folder / f, "rb") as fh:
+            d = pickle.load(fh)
+        with open(folder / f, "wb") as fh:
+            pickle.dump({**d, "batch_label": f"{f} (JPEG copy)"}, fh)
+    monkeypatch.setattr(C, "_md5", lambda path: pytest.fail(f"hashed {path}"))
+    notes = _md5_notes(tmp_path, (False, True))
+    assert len(notes) == 1 and "JPEG re-encoding" in notes[0] and "by design" in notes[0]
+    assert "md5" not in notes[0]

@@ -190,9 +190,9 @@ def test_evaluation_on_cuda_equals_cpu():
 @CUDA
 def test_device_batches_on_cuda():
     x = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
-    from datasets.device import DEVICE_AUGMENT
-    batches = DeviceBatches(x, list(range(100)), 32, torch.device("cuda"), augment=DEVICE_AUGMENT["gtsrb"](True),
-                            shuffle=True)
+    from datasets.base import DATASETS
+    batches = DeviceBatches(x, list(range(100)), 32, torch.device("cuda"),
+                            augment=DATASETS.get("gtsrb").device_augment(True), shuffle=True)
     out = list(batches)
     assert len(out) == 4 and out[0][0].is_cuda and out[0][0].dtype == torch.float32
     assert sorted(torch.cat([y for _, y in out]).tolist()) == list(range(100))

@@ -1,8 +1,10 @@
-"""Shared pieces of the data zoo (docs/DESIGN.md §3): the registry entry type, the [-1, 1] pixel mapping,
+"""Base of the data zoo (docs/DESIGN.md §3): the registry entry type, the [-1, 1] pixel mapping,
 the "data not found" error and the class-balanced subset picker.
 
-Every dataset module registers one `DatasetEntry` in `DATASETS`; `datasets/__init__.py` is the public
-face (`list_datasets`, `get_dataset_info`, `load_split`, `balanced_subset`).
+Every dataset module registers one `DatasetEntry` in `DATASETS`, with everything both loader paths
+need (a 32-px dataset's on-device augmentation included), so a new dataset is one file;
+`datasets/__init__.py` is the public face (`list_datasets`, `get_dataset_info`, `load_split`,
+`balanced_subset`).
 """
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ class DatasetInfo:
 # .transform; ops(augment, hflip) -> the PIL transforms that come before ToTensor.
 Opener = Callable[[Path, bool, bool], Dataset]
 OpsBuilder = Callable[[bool, bool], List[Callable]]
+# augment(x, g): the training augmentation of a uint8 batch (B, 3, H, W) -> (B, 3, H, W) on x's device,
+# its random draws from the generator g (datasets/device.py holds the batched ops)
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class DatasetEntry:
     info: DatasetInfo
     open: Opener
     ops: OpsBuilder
+    # device_augment(hflip) -> ops(True, hflip) as batched tensor ops, for --device-data (a split held on
+    # the GPU as uint8). None: the dataset has no on-device path (its module says why).
+    device_augment: Optional[Callable[[bool], Augment]] = None
 
 
 DATASETS = Registry("dataset")
