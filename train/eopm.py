@@ -33,7 +33,7 @@ from common.dist import DistInfo, barrier, global_batchnorm, init_distributed, s
 from common.runs import UsageError, configure_perf, resolve_device, start_run
 from common.tblog import TensorBoardLog
 from config import TEST_LOADER_SEED, Configs
-from datasets import cache_batches, make_batches, make_loader, use_device_data
+from datasets import cache_batches, get_dataset_info, make_batches, make_loader, use_device_data
 from eval.accuracy import print_ptq_accuracy
 from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
@@ -204,6 +204,6 @@ def run(cfgs: Configs) -> int:
         print(f"training curves: {plot_curves(run_dir)}")
         x, y = next(iter(make_loader(data_cfg, "test", seed=TEST_LOADER_SEED, device=device)))  # after the evaluation
         samples = save_samples(base, gen, x.to(device), y.to(device), fault, cfgs.eval.seeds[0],
-                               run_dir / "samples.png")
+                               run_dir / "samples.png", get_dataset_info(data_cfg.dataset).class_names)
         print(f"samples: {samples}")
     return 0
