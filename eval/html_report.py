@@ -28,12 +28,13 @@ SETTINGS_SHOWN = ("arch", "dataset", "generator", "generator_trained_on", "fault
                   "lam", "n_models", "epochs", "checkpoint", "g_path", "test_limit")
 STYLE = """body{font-family:system-ui,sans-serif;margin:16px;color:#222;max-width:1400px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}
-th,td{border:1px solid #ccc;padding:2px 4px;text-align:right;white-space:nowrap}
+th,td{border:1px solid #ccc;padding:2px 3px;text-align:right;white-space:nowrap}
 th{background:#f0f0f0;white-space:normal;vertical-align:bottom}td:first-child,th:first-child{text-align:left}
+td:first-child{max-width:150px;overflow:hidden;text-overflow:ellipsis}
 tr.paper td{color:#666;font-style:italic;background:#fafafa}tr.group td{border-top:2px solid #999}
 section{border-top:2px solid #ddd;margin-top:22px;padding-top:6px}
 img{max-width:100%;border:1px solid #eee;margin:4px 0}figure{margin:10px 0}
-figcaption{font-size:13px;color:#555}.note{font-size:13px;color:#444}code{font-size:12px}"""
+.settings td{text-align:left}figcaption{font-size:13px;color:#555}.note{font-size:13px;color:#444}code{font-size:12px}"""
 
 
 def _run_cell(row: Dict, anchors: Dict[str, str]) -> str:
@@ -74,7 +75,7 @@ def run_section(run: Run, anchor: str) -> str:
     pictures = [_image((run.path / name).read_bytes(), caption, str(run.path / name))
                 for name, caption in PICTURES if (run.path / name).is_file()]
     return (f'<section id="{anchor}"><h2>{html.escape(run.label)}</h2><p class="note"><code>'
-            f"{html.escape(str(run.path))}</code></p>" + (f"<table>{rows}</table>" if rows else "")
+            f"{html.escape(str(run.path))}</code></p>" + (f'<table class="settings">{rows}</table>' if rows else "")
             + ("".join(pictures) or '<p class="note">no pictures in this folder</p>') + "</section>")
 
 
@@ -82,7 +83,7 @@ def render_html(report: Report, title: str = "NeuralFuse report") -> str:
     from eval.plots import plot_comparison
     anchors = {run.label: f"run-{i}" for i, run in enumerate(report.runs, 1)}
     body: List[str] = [f"<h1>{html.escape(title)}</h1>", table_html(report, anchors)]
-    body += [f'<p class="note">{html.escape(n)}</p>' for n in report.notes]
+    body.append(f'<p class="note">{html.escape(" ".join(report.notes))}</p>')
     figure = plot_comparison(report.rows)
     if figure is not None:
         body.append(_image(figure, "comparison across runs: RP per base model and generator (paper: hollow "
