@@ -57,6 +57,13 @@ def curve_panels(keys: Sequence[str]) -> Dict[str, List[str]]:
     return {kind: ks for kind, ks in panels.items() if ks}
 
 
+def _needed(path: Path, hint: str) -> Path:
+    """`path`, or a FileNotFoundError saying what makes it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; {hint}")
+    return path
+
+
 def _title(settings: Dict) -> str:
     gen = settings.get("generator") or "no generator"
     fault = settings.get("fault") or {}
@@ -69,9 +76,7 @@ def _title(settings: Dict) -> str:
 def plot_sweep(run_dir: os.PathLike) -> Path:
     """Accuracy vs BER for the test split: PA and PA(NF) mean ± std bands, CA and CA(NF) dashed."""
     run_dir = Path(run_dir)
-    path = run_dir / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; run transform_eval (testing_mode generator_base) first")
+    path = _needed(run_dir / "results.json", "run transform_eval (testing_mode generator_base) first")
     res = read_results(path)
     rows = sorted((r for r in res.entries if r["split"] == "test" and r["ber"] is not None), key=lambda r: r["ber"])
     if not rows:
@@ -160,9 +165,7 @@ def curves_figure(rows: List[Dict], title: str, best_epoch: Optional[int] = None
 def plot_curves(run_dir: os.PathLike) -> Path:
     """Losses and accuracies per epoch from metrics.jsonl (base QAT or EOPM keys, whichever are present)."""
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; train with `train` or `transform_eopm_gen` first")
+    path = _needed(run_dir / "metrics.jsonl", "train with `train` or `transform_eopm_gen` first")
     rows = [r for r in read_jsonl(path, skip_bad=True) if isinstance(r.get("epoch"), int)]
     if not rows:
         raise ValueError(f"{path} holds no epochs yet")

@@ -40,7 +40,8 @@ SETTINGS_TYPES: Dict[str, Tuple[str, ...]] = {
     **{k: (NUM, NULL) for k in ("ber", "lam")},
     **{k: (INT, NULL) for k in ("n_models", "epochs", "test_limit", "n_images")},
     "seeds": (LIST,), "fault": (DICT, NULL)}
-FAULT_TYPES: Dict[str, Tuple[str, ...]] = {"model": (STR,), "ber": (NUM,), "position": (INT,), "bits": (INT,)}
+FAULT_TYPES: Dict[str, Tuple[str, ...]] = {"model": (STR,), "ber": (NUM, NULL), "position": (INT, NULL),
+                                           "bits": (INT, NULL)}
 
 
 class ResultsError(ValueError):
