@@ -96,7 +96,10 @@ def find_runs(paths: Sequence[str]) -> List[Run]:
                     res = read_results(run)
                 except ResultsError as e:
                     raise ReportError(str(e)) from None
-                runs.append(Run(run, str(run.resolve().relative_to(base)), res))
+                label = str(run.resolve().relative_to(base))
+                if any(r.label == label for r in runs):     # same name under two given folders: full paths
+                    label = str(run.resolve())
+                runs.append(Run(run, label, res))
     return runs
 
 

@@ -348,3 +348,11 @@ def test_zs_main_report_end_to_end(tmp_path, capsys, no_energy_module):
     out = capsys.readouterr().out
     assert "| run_a | resnet18 | ConvL | resnet18 | cifar10 | official | 1% | – | – | test |" in out
     assert zs_main.main(["report"]) == 2
+
+
+def test_report_same_run_name_under_two_folders_gets_two_labels(tmp_path, capsys, no_energy_module):
+    a = make_eval_run(tmp_path / "a", "gen", lam=5.0)
+    b = make_eval_run(tmp_path / "b", "gen", lam=5.0, bers=(0.005,))
+    assert report.main([str(a), str(b), "--no-energy"]) == 0
+    names = [c[0] for c in map(cells, table_lines(capsys.readouterr().out)[2:]) if c[0] != report.PAPER_LABEL]
+    assert names == ["gen", str(b.resolve())]
