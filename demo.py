@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import List
@@ -107,12 +106,12 @@ def main(argv=None) -> int:
                                  "--testing-mode", "generator_base", "--G-path", str(gen_dir / "best.pt"),
                                  "--run-dir", str(eval_dir), "-F", *common])
         found = [eval_dir / "results.json"]
-    results = found[0]
-    res = json.loads(results.read_text())
-    from eval.neuralfuse import format_results
+    from eval.results import format_results, read_results
+    res = read_results(found[0])
+    main_entry = res.entries[0]
     print("\n[demo] NeuralFuse on CIFAR-10 subset, BER 1% (official faults), "
-          f"{len(res['per_seed'])} fault seeds, {res['settings'].get('test_limit')} test images:")
-    print(format_results(res, f"{cfg['arch']} + {cfg['generator']}"))
+          f"{len(main_entry['per_seed'])} fault seeds, {main_entry['n_images']} test images:")
+    print(format_results(main_entry, f"{cfg['arch']} + {cfg['generator']}"))
     print(f"[demo] files: {base_dir}/ (base: best.pt, metrics.jsonl, curves.png), "
           f"{gen_dir}/ (generator: best.pt, results.json, per_seed.csv, summary.csv, curves.png)")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ class DatasetInfo:
     image_size: int      # pixels per side of the tensors the loader returns (32 or 224)
     layout: str          # files expected under --data-root, as written by torchvision's download
     downloadable: bool   # whether torchvision can fetch it (ImageNet-10 cannot)
+    class_names: Tuple[str, ...] = ()   # in label order, for pictures; () where the release names none
 
 
 # open(root, train, download) -> dataset of (PIL RGB image, int label) with .targets and a settable

@@ -197,11 +197,24 @@ def device_augment(hflip: bool) -> Augment:
     return augment
 
 
+# Class names in label order, as the release's batches.meta / meta files list them.
+CLASS_NAMES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "cifar100": tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus
+        butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile
+        cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp lawn_mower
+        leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter
+        palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit raccoon ray road rocket
+        rose sea seal shark shrew skunk skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper
+        table tank telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf
+        woman worm""".split()),
+}
+
 for _name, _classes in (("cifar10", 10), ("cifar100", 100)):
     _fam = FAMILIES[_name]
     _layout = (f"{_fam['folder']}/{{{','.join(_fam['train'] + _fam['test'] + [_fam['meta']])}}} "
                f"(the python pickles of the official release)")
     DATASETS.register(_name)(DatasetEntry(
-        info=DatasetInfo(_name, _classes, CIFAR_SIZE, _layout, downloadable=True),
+        info=DatasetInfo(_name, _classes, CIFAR_SIZE, _layout, downloadable=True, class_names=CLASS_NAMES[_name]),
         open=lambda root, train, download, _n=_name: CifarPickles(_n, root, train, download),
         ops=_ops, device_augment=device_augment))

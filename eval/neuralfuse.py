@@ -12,8 +12,6 @@ Example:
 """
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import warnings
 from dataclasses import asdict, replace
@@ -34,11 +32,10 @@ from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, get_dataset_info, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
+from eval.results import TABLE_HEAD, results_row, write_results
 from eval.sharded import sharded_over_seeds
 from generators import load_generator
 from models import load_base
-
-RESULT_KEYS = ("CA", "PA_mean", "PA_std", "CA_NF", "PA_NF_mean", "PA_NF_std", "RP")
 
 
 def clean_numbers(base: torch.nn.Module, gen: Optional[torch.nn.Module], batches: List,
@@ -101,45 +98,6 @@ def summarize(res: Dict) -> Dict:
         res.update(PA_NF_mean=float(pnf.mean()), PA_NF_std=float(pnf.std(ddof=0)),
                    RP=float(pnf.mean() - pa.mean()))
     return res
-
-
-TABLE_HEAD = f"{'':<28} {'CA':>6} {'PA':>14} {'CA(NF)':>7} {'PA(NF)':>14} {'RP':>7}"
-PER_SEED_CSV = "per_seed.csv"     # one row per (split, BER, fault seed): PA and PA(NF) of that seed
-SUMMARY_CSV = "summary.csv"       # one row per (split, BER): CA, PA mean/std, CA(NF), PA(NF) mean/std, RP
-
-
-def results_row(res: Dict, label: str) -> str:
-    """One text-table row (under TABLE_HEAD) of a results entry; '-' where not measured."""
-    pa = f"{res['PA_mean']:7.2f} ± {res['PA_std']:4.1f}" if "PA_mean" in res else f"{'-':>14}"
-    nf = (f"{res['CA_NF']:7.2f} {res['PA_NF_mean']:7.2f} ± {res['PA_NF_std']:4.1f} {res['RP']:+7.2f}"
-          if "CA_NF" in res else f"{'-':>7} {'-':>14} {'-':>7}")
-    return f"{label:<28} {res['CA']:6.2f} {pa} {nf}"
-
-
-def format_results(res: Dict, label: str) -> str:
-    """A two-line text table (header + `label` row) of one results entry."""
-    return TABLE_HEAD + "\n" + results_row(res, label)
-
-
-def write_results(run_dir: Path, results: List[Dict], settings: Dict) -> Dict:
-    """results.json (first entry at top level, every (split, BER) under 'sweep'), per_seed.csv, summary.csv."""
-    main = {**{k: results[0][k] for k in RESULT_KEYS if k in results[0]},
-            "per_seed": results[0]["per_seed"], "settings": settings, "sweep": results}
-    write_json(run_dir / "results.json", main)
-    write_csv(run_dir / PER_SEED_CSV, ["split", "ber", "seed", "PA", "PA_NF"],
-              [[r.get("split"), r.get("ber"), s["seed"], f"{s['PA']:.4f}", f"{s.get('PA_NF', float('nan')):.4f}"]
-               for r in results for s in r["per_seed"]])
-    write_csv(run_dir / SUMMARY_CSV, ["split", "ber", *RESULT_KEYS],
-              [[r.get("split"), r.get("ber"), *(f"{r[k]:.4f}" if k in r else "" for k in RESULT_KEYS)]
-               for r in results])
-    return main
-
-
-def write_csv(path: Path, header: List[str], rows: List[List]) -> None:
-    """A CSV file, written atomically like every other result file."""
-    buf = io.StringIO()
-    csv.writer(buf).writerows([header, *rows])
-    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue(), newline=""))
 
 
 def seed_progress(total: int, desc: str = "evaluation") -> Tuple[Callable[[str, Dict], None], Callable]:

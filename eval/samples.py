@@ -3,10 +3,12 @@
 Three rows per image column: the input x, the generator's change F(x) − x (what G(x) adds after the
 clamp), scaled so the largest change of the picture spans the grey range (0 = mid grey), and the
 output F(x). Under x and F(x): the prediction of the clean model M0 and of one perturbed model M_k
-(fault seed `seed`), green when right, red when wrong; the true class above each column.
+(fault seed `seed`), green when right, red when wrong; the true class above each column. Classes are
+shown by name (the dataset's DatasetInfo.class_names, e.g. 'cat'), by index where a dataset names none.
 
 Example:
-    save_samples(base, gen, x[:6], y[:6], FaultConfig("official", 0.01), 50000, run_dir / "samples.png")
+    save_samples(base, gen, x[:6], y[:6], FaultConfig("official", 0.01), 50000, run_dir / "samples.png",
+                 get_dataset_info("cifar10").class_names)
 """
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ from typing import Optional, Sequence
 import torch
 
 from bitflip import FaultConfig, perturbed
-from eval.plots import _figure, _save
+from eval.figures import new_figure, save_png
 
 N_SAMPLES = 6          # image columns in samples.png
 
 
 def _name(i: int, class_names: Optional[Sequence[str]]) -> str:
-    return str(class_names[i]) if class_names is not None and i < len(class_names) else str(i)
+    return str(class_names[i]).replace("_", " ") if class_names and i < len(class_names) else str(i)
 
 
 def _show(ax, img: torch.Tensor) -> None:
@@ -32,11 +34,18 @@ def _show(ax, img: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-@torch.no_grad()
 def save_samples(base: torch.nn.Module, gen: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                  fault: FaultConfig, seed: int, path: Path,
                  class_names: Optional[Sequence[str]] = None) -> Path:
-    """Draw x, the scaled change F(x) − x and F(x) for the images x (B, 3, H, W); returns `path`."""
+    """Draw x, the scaled change F(x) − x and F(x) for the images x (B, 3, H, W) into `path`; returns it.
+    Classes are labelled by `class_names` (the dataset's DatasetInfo.class_names), by index without."""
+    return save_png(samples_figure(base, gen, x, y, fault, seed, class_names), Path(path))
+
+
+@torch.no_grad()
+def samples_figure(base: torch.nn.Module, gen: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   fault: FaultConfig, seed: int, class_names: Optional[Sequence[str]] = None):
+    """The figure of samples.png (see save_samples)."""
     device = next(base.parameters()).device
     x, y = x[:N_SAMPLES].to(device), y[:N_SAMPLES].to(device)
     fx = gen(x)                                                       # (B, 3, H, W) = F(x)
@@ -47,7 +56,7 @@ def save_samples(base: torch.nn.Module, gen: torch.nn.Module, x: torch.Tensor, y
     scale = 1.0 / max(float(delta.abs().max()), 1e-6)                 # largest change -> ±1
     x, fx, delta, y = x.cpu(), fx.cpu(), (delta * scale).cpu(), y.cpu()
     n = len(y)
-    fig = _figure(1.9 * n, 6.6)
+    fig = new_figure(1.9 * n, 6.6)
     axes = fig.subplots(3, n, squeeze=False)
     for j in range(n):
         _show(axes[0, j], x[j])
@@ -66,4 +75,4 @@ def save_samples(base: torch.nn.Module, gen: torch.nn.Module, x: torch.Tensor, y
         axes[row, 0].set_ylabel(label, fontsize=9)
     fig.suptitle(f"generator output; predictions of the clean model M0 and of perturbed model Mk "
                  f"({fault.model} faults, ber={fault.ber:g}, seed {seed}); green = right", fontsize=9)
-    return _save(fig, Path(path))
+    return fig

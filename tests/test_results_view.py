@@ -51,6 +51,23 @@ def test_samples_png(tmp_path):
     assert not any(layer.is_faulty for layer in base.modules() if hasattr(layer, "is_faulty"))
 
 
+def test_samples_label_classes_by_name():
+    from datasets import get_dataset_info
+    from eval.samples import N_SAMPLES, samples_figure
+    from generators import get_generator
+    from models import get_model
+    torch.manual_seed(0)
+    base = get_model("vgg11", 10).eval().requires_grad_(False)
+    x, y = torch.rand(N_SAMPLES, 3, 32, 32) * 2 - 1, torch.arange(N_SAMPLES)
+    names = get_dataset_info("cifar10").class_names
+    fig = samples_figure(base, get_generator("ConvS").eval(), x, y, FaultConfig("official", 0.01), 50000, names)
+    titles = [ax.get_title() for ax in fig.axes[:N_SAMPLES]]
+    assert titles == [f"true: {n}" for n in names[:N_SAMPLES]] and titles[3] == "true: cat"
+    predicted = fig.axes[0].get_xlabel()                                  # "M0: <class name>"
+    assert predicted.startswith("M0: ") and predicted[4:] in names
+    assert get_dataset_info("gtsrb").class_names == ()                    # no names: indices are shown
+
+
 def _fake_run(folder, with_png=True):
     folder.mkdir(parents=True)
     res = {"CA": 90.0, "PA_mean": 40.0, "PA_std": 5.0, "CA_NF": 89.0, "PA_NF_mean": 80.0, "PA_NF_std": 2.0,
@@ -74,8 +91,11 @@ def test_report_html_is_self_contained(tmp_path, capsys):
     out = tmp_path / "r.html"
     assert report_main([str(tmp_path / "runs"), "--html", str(out), "--no-energy"]) == 0
     page = out.read_text()
-    assert page.startswith("<!DOCTYPE html>") and page.count("<section>") == 2
+    assert page.startswith("<!DOCTYPE html>") and page.count("<section id=") == 2
     assert "<th>CA</th>" in page and "40.0 ± 5.0" in page and 'class="paper"' in page   # paper row kept
+    # the two runs are re-runs of one evaluation: one row, linking to both run sections
+    assert page.count('<a href="#run-') == 2 and 'id="run-1"' in page and 'id="run-2"' in page
+    assert 'alt="comparison across runs' in page                        # the figure across runs
     assert "no pictures in this folder" in page and "src=\"file:" not in page
     png = page.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"

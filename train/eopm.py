@@ -217,4 +217,5 @@ def samples_figure(cfgs: Configs, base: torch.nn.Module, gen: torch.nn.Module, d
     """samples.png: the first test batch, plain and through G, under the first evaluation seed's faults
     (read after the evaluation, so it changes nothing the evaluation draws)."""
     x, y = next(iter(make_loader(cfgs.data, "test", seed=TEST_LOADER_SEED, device=device)))
-    return save_samples(base, gen, x.to(device), y.to(device), cfgs.fault, cfgs.eval.seeds[0], run_dir / "samples.png")
+    return save_samples(base, gen, x.to(device), y.to(device), cfgs.fault, cfgs.eval.seeds[0], run_dir / "samples.png",
+                        get_dataset_info(cfgs.data.dataset).class_names)
