@@ -21,18 +21,30 @@ import torch
 import torch.nn as nn
 
 from bitflip.faults import FaultConfig, inject_cfg
-from models.quant import QuantMixin, clear_faults, quant_layers
+from models.quant import QuantMixin, quant_layers
 
-__all__ = ["faulty_int8", "perturb", "perturbed", "clear_faults"]
+__all__ = ["faulty_int8", "perturb", "perturbed", "clear_faults", "fault_layers", "weight_key"]
+
+
+def fault_layers(model: nn.Module, cfg: FaultConfig) -> List[Tuple[str, QuantMixin]]:
+    """(name, layer) of every quantized layer, in the order that gives layer i its layer_index i;
+    refuses (ValueError) a layer whose precision is not cfg.bits, before anything is computed."""
+    named = list(quant_layers(model))
+    for name, layer in named:
+        if layer.bits != cfg.bits:
+            raise ValueError(f"layer {name!r} is quantized to {layer.bits} bits but the fault config "
+                             f"says bits={cfg.bits}; build FaultConfig with the model's precision")
+    return named
+
+
+def weight_key(layer_name: str) -> str:
+    """The `functional_call` key of a quantized layer's weight."""
+    return f"{layer_name}.weight" if layer_name else "weight"
 
 
 def faulty_int8(model: nn.Module, cfg: FaultConfig, seed: int) -> List[Tuple[str, QuantMixin, torch.Tensor]]:
     """(name, layer, faulty int8 weights) for every quantized layer of `model` under (cfg, seed)."""
-    named = list(quant_layers(model))
-    for name, layer in named:                  # refuse before computing anything
-        if layer.bits != cfg.bits:
-            raise ValueError(f"layer {name!r} is quantized to {layer.bits} bits but the fault config "
-                             f"says bits={cfg.bits}; build FaultConfig with the model's precision")
+    named = fault_layers(model, cfg)
     with torch.no_grad():
         return [(name, layer, inject_cfg(layer.int8_weight()[0], cfg, seed, layer_index=index))
                 for index, (name, layer) in enumerate(named)]
@@ -44,6 +56,12 @@ def perturb(model: nn.Module, cfg: FaultConfig, seed: int) -> int:
     for _, layer, q in faulty:
         layer.set_fault(q)
     return len(faulty)
+
+
+def clear_faults(model: nn.Module) -> None:
+    """Restore the clean weights of every quantized layer of `model` (undoes `perturb`)."""
+    for _, layer in quant_layers(model):
+        layer.set_fault(None)
 
 
 @contextmanager

@@ -177,13 +177,18 @@ def chipmap_period(source: str, bits: int, position: int, device: torch.device):
     return tile_period(*chipmap_masks_np(source, bits, position), device)
 
 
-def apply_chipmap(q: torch.Tensor, maps: Sequence[str], index: int, bits: int = 8, position: int = -1
-                  ) -> torch.Tensor:
-    """q' = (q AND NOT S0) OR S1 with map `maps[index]` tiled like `official`; q: flat int8 (n,)."""
+def map_source(maps: Sequence[str], index: int) -> str:
+    """The map that seed `index` selects: maps[index], or a ValueError naming the valid indices."""
     if not 0 <= index < len(maps):
         raise ValueError(f"chipmap seed {index} selects map {index}, but {len(maps)} map(s) are given "
                          f"(seeds are map indices 0..{len(maps) - 1})")
-    return apply_period(q, *chipmap_period(maps[index], bits, position, q.device))
+    return maps[index]
+
+
+def apply_chipmap(q: torch.Tensor, maps: Sequence[str], index: int, bits: int = 8, position: int = -1
+                  ) -> torch.Tensor:
+    """q' = (q AND NOT S0) OR S1 with map `maps[index]` tiled like `official`; q: flat int8 (n,)."""
+    return apply_period(q, *chipmap_period(map_source(maps, index), bits, position, q.device))
 
 
 def write_map(folder: Path, voltage: str, sa0: np.ndarray, sa1: np.ndarray) -> Tuple[Path, Path]:

@@ -9,6 +9,9 @@ logits up to float summation order (tested); which is faster depends on the devi
 (`bench/eopm_step.py` measures it). A perturbed copy costs its dequantized weights plus the forward's
 activations, K times for the batched way.
 
+`StackedForward` runs k weight sets that are already stacked (`bitflip.batched.BatchedFaults.weights`
+makes all N seeds' at once), optionally compiled.
+
 With `--compile`, a `WeightedForward` runs the model as a function of (weights, x) through
 `torch.compile`: the perturbed weights are inputs of the compiled graph, so a new fault seed reuses
 the compiled code instead of recompiling it, and the model module is never modified.
@@ -26,7 +29,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, vmap
 
-from bitflip.apply import faulty_int8, perturbed
+from bitflip.apply import faulty_int8, perturbed, weight_key
 from bitflip.faults import FaultConfig
 from models.quant import quant_layers, weights_as_given
 
@@ -35,7 +38,7 @@ def faulty_weights(model: nn.Module, cfg: FaultConfig, seed: int) -> Dict[str, t
     """{'<layer>.weight': q'·Δ} for every quantized layer: the weights a perturbed model computes with."""
     out = {}
     for name, layer, q in faulty_int8(model, cfg, seed):
-        out[_weight_key(name)] = layer.dequantize(q)
+        out[weight_key(name)] = layer.dequantize(q)
     return out
 
 
@@ -56,15 +59,11 @@ class WeightedForward:
         self._call = torch.compile(call) if compile else call
 
     def clean(self) -> Dict[str, torch.Tensor]:
-        return {_weight_key(name): layer.clean_weight() for name, layer in quant_layers(self.model)}
+        return {weight_key(name): layer.clean_weight() for name, layer in quant_layers(self.model)}
 
     def __call__(self, weights: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         with weights_as_given(self.model):
             return self._call(weights, x)
-
-
-def _weight_key(layer_name: str) -> str:
-    return f"{layer_name}.weight" if layer_name else "weight"
 
 
 def chunks(seeds: Sequence[int], size: int) -> Iterator[List[int]]:
@@ -74,17 +73,33 @@ def chunks(seeds: Sequence[int], size: int) -> Iterator[List[int]]:
         yield seeds[i:i + size]
 
 
+class StackedForward:
+    """`fwd(stacked, x)` -> logits (k, B, classes) of k weight sets given as one dict of (k, *shape) stacks
+    (q'·Δ per quantized layer, e.g. `BatchedFaults.weights`), run together under `vmap`.
+
+    With `compile=True` the call goes through `torch.compile`: the stacks are graph inputs, so new fault
+    seeds reuse the compiled code (one graph per k and grad mode). Default memory layout only (vmap).
+    """
+
+    def __init__(self, model: nn.Module, compile: bool = False):
+        self.model = model
+
+        def call(stacked: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return vmap(lambda w: functional_call(model, w, (x,)), randomness="error")(stacked)
+        self._call = torch.compile(call) if compile else call
+
+    def __call__(self, stacked: Dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        with weights_as_given(self.model):
+            return self._call(stacked, x.contiguous())
+
+
 def stacked_forward(model: nn.Module, weights: Sequence[Dict[str, torch.Tensor]]
                     ) -> Callable[[torch.Tensor], torch.Tensor]:
     """x -> logits (k, B, classes) of the k weight sets `weights` (dicts as `faulty_weights` makes),
     stacked once and run together under `vmap` (default memory layout only)."""
     stacked = {key: torch.stack([w[key].contiguous() for w in weights]) for key in weights[0]}
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous()
-        with weights_as_given(model):
-            return vmap(lambda w: functional_call(model, w, (x,)), randomness="error")(stacked)
-    return forward
+    run = StackedForward(model)
+    return lambda x: run(stacked, x)
 
 
 @contextmanager

@@ -1,9 +1,12 @@
 """Bit-error models on int8 weights (docs/DESIGN.md §5): the config, the registry and the tensor-level entry point.
 
-A fault model maps (flat int8 weights, config, seed, layer index) to new int8 weights. Three are
+A fault model maps (flat int8 weights, config, seed, layer index) to new int8 weights. Four are
 registered, in this order: `official` (default; the released code's tiled stuck-at SRAM map,
 bit-exact), `stuckat` (stuck-at-0/1, an independent cell per bit), `flip` (each bit XOR-ed with
 prob. ber) and `chipmap` (measured stuck-at maps, tiled like `official`; bitflip/chipmap.py).
+Every hook a fault model has is named in its one `register` call: `prepare(cfg, seed)`, host work
+that `FaultPrefetcher` may run early; and the batched form (bitflip/batched.py): `tiled(cfg, seed)`,
+the packed (keep, s1) map of a seed, or `cells(n, cfg, seed, layer_index)`, a seed's faulty cells.
 Bits are two's complement, bit 0 = LSB. With b < 8 precision bits the int8 holds a
 sign-extended b-bit value: faults touch bits 0..b-1 only and the result is sign-extended again
 from bit b-1, so a fault on the b-bit sign bit changes the sign.
@@ -16,14 +19,16 @@ Example:
 from __future__ import annotations
 
 import numbers
+import operator
 from dataclasses import dataclass
 from typing import List, Tuple
 
+import numpy as np
 import torch
 
-from bitflip.chipmap import apply_chipmap
+from bitflip.chipmap import apply_chipmap, chipmap_masks_np, map_source
 from bitflip.official import apply_official, official_masks_np
-from bitflip.sampled import apply_flip, apply_stuckat
+from bitflip.sampled import Cells, apply_flip, apply_stuckat, flip_cells, stuckat_cells
 from common.cli import opt
 from common.registry import Registry
 from models.quant import DEFAULT_BITS
@@ -70,32 +75,51 @@ class FaultConfig:
         object.__setattr__(self, "bits", int(self.bits))
 
 
-@FAULT_MODELS.register("official", measured=False)
+def _official_host_work(cfg: FaultConfig, seed: int) -> None:
+    official_masks_np(seed, cfg.ber, cfg.bits, cfg.position)     # numpy map, kept in its LRU cache
+
+
+def _official_tiled(cfg: FaultConfig, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    return official_masks_np(seed, cfg.ber, cfg.bits, cfg.position)
+
+
+@FAULT_MODELS.register("official", measured=False, prepare=_official_host_work, tiled=_official_tiled)
 def _official(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     # Every layer restarts at map row 0, as in the released code: layer_index is not used.
     return apply_official(q, seed, cfg.ber, cfg.bits, cfg.position)
 
 
-def _official_host_work(cfg: FaultConfig, seed: int) -> None:
-    official_masks_np(seed, cfg.ber, cfg.bits, cfg.position)     # numpy map, kept in its LRU cache
+def _stuckat_cells(n: int, cfg: FaultConfig, seed: int, layer_index: int) -> Cells:
+    return stuckat_cells(n, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
 
 
-_official.prepare = _official_host_work     # host-side work that `FaultPrefetcher` may run early
-
-
-@FAULT_MODELS.register("stuckat", measured=False)
+@FAULT_MODELS.register("stuckat", measured=False, cells=_stuckat_cells)
 def _stuckat(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     return apply_stuckat(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
 
 
-@FAULT_MODELS.register("flip", measured=False)
+def _flip_cells(n: int, cfg: FaultConfig, seed: int, layer_index: int) -> Cells:
+    return flip_cells(n, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
+
+
+@FAULT_MODELS.register("flip", measured=False, cells=_flip_cells)
 def _flip(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
     return apply_flip(q, cfg.ber, seed, layer_index, cfg.bits, cfg.position)
 
 
-@FAULT_MODELS.register("chipmap", measured=True)   # maps from files (FaultConfig.maps)
+def _chipmap_tiled(cfg: FaultConfig, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    return chipmap_masks_np(map_source(cfg.maps, seed), cfg.bits, cfg.position)
+
+
+def _chipmap_host_work(cfg: FaultConfig, seed: int) -> None:
+    if 0 <= seed < len(cfg.maps):     # a bad index is refused where the map is used, in the caller's thread
+        _chipmap_tiled(cfg, seed)      # reads and packs the map file, kept in its LRU cache
+
+
+@FAULT_MODELS.register("chipmap", measured=True, prepare=_chipmap_host_work, tiled=_chipmap_tiled)
 def _chipmap(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int) -> torch.Tensor:
-    # Measured maps, tiled like `official` (every layer from row 0); the seed is the map index.
+    # Measured maps (FaultConfig.maps), tiled like `official` (every layer from row 0); the seed is
+    # the map index.
     return apply_chipmap(q, cfg.maps, seed, cfg.bits, cfg.position)
 
 
@@ -108,12 +132,29 @@ def rate_fault_models() -> List[str]:
     return FAULT_MODELS.names(measured=False)
 
 
+def is_clean(cfg: FaultConfig) -> bool:
+    """True when `cfg` changes no bit: ber 0 for a rate model (chipmap ignores ber: its maps say it)."""
+    return cfg.ber == 0 and not cfg.maps
+
+
 def prepare_cfg(cfg: FaultConfig, seed: int) -> None:
     """Do the host-side (numpy) part of `inject_cfg` for (cfg, seed) now, so that a later
-    `inject_cfg` with the same arguments only runs device ops. A no-op for fault models without one."""
-    prepare = getattr(FAULT_MODELS.get(cfg.model), "prepare", None)
-    if prepare is not None and cfg.ber > 0:
-        prepare(cfg, int(seed))
+    `inject_cfg` with the same arguments only runs device ops. A no-op for fault models without a
+    `prepare` hook."""
+    prepare = FAULT_MODELS.meta(cfg.model).get("prepare")
+    if prepare is not None and not is_clean(cfg):
+        prepare(cfg, check_seed(seed))
+
+
+def check_seed(seed: int) -> int:
+    """`seed` as an int if it is an integer in 0..MAX_SEED; else a ValueError naming it and the range."""
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"seed must be in 0..{MAX_SEED}, got {value}")
+    return value
 
 
 def sign_extend(q: torch.Tensor, bits: int) -> torch.Tensor:
@@ -134,14 +175,13 @@ def inject_cfg(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int = 
         raise ValueError(f"inject expects an int8 tensor, got {getattr(q, 'dtype', type(q).__name__)}")
     if not isinstance(cfg, FaultConfig):
         raise ValueError(f"cfg must be a FaultConfig, got {type(cfg).__name__}")
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
+    seed = check_seed(seed)
     if int(layer_index) < 0:
         raise ValueError(f"layer_index must be >= 0, got {layer_index}")
     flat = q.reshape(-1).contiguous()                     # (n,) PyTorch contiguous order
-    if cfg.ber == 0 and not cfg.maps:                     # chipmap ignores ber: its maps say it
+    if is_clean(cfg):
         return q.clone()
-    out = FAULT_MODELS.get(cfg.model)(flat, cfg, int(seed), int(layer_index))
+    out = FAULT_MODELS.get(cfg.model)(flat, cfg, seed, int(layer_index))
     return sign_extend(out, cfg.bits).view(q.shape)
 
 

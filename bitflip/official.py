@@ -18,7 +18,8 @@ expanded to one period of 8192·wpr² weights (2 MiB at 8 bits), so applying it 
 contiguous elementwise ops (the period broadcast over whole multiples, then the remainder).
 
 The tiling (`pack_masks`, `tile_period`, `apply_period`) is shared with `chipmap` (bitflip/chipmap.py),
-which applies measured maps of any number of rows the same way.
+which applies measured maps of any number of rows the same way. For N maps at once
+(bitflip/batched.py), `tile_index` gives each weight's map entry and `apply_tiled_batch` gathers it.
 
 Example:
     q2 = apply_official(q.reshape(-1), seed=50000, ber=0.01)   # int8 (n,) -> int8 (n,)
@@ -85,12 +86,12 @@ def tile_period(keep: np.ndarray, s1: np.ndarray, device: torch.device) -> Tuple
     """(R, wpr) masks -> flat int8 (keep, s1) of one period of R·wpr² weights on `device`: weight i
     reads row (i // wpr²) mod R, column i mod wpr (the released code's torch.tile layout)."""
     rows, wpr = keep.shape
-    keep_t, s1_t = _to_device(torch.from_numpy(keep), device), _to_device(torch.from_numpy(s1), device)
+    keep_t, s1_t = to_device(torch.from_numpy(keep), device), to_device(torch.from_numpy(s1), device)
     return (keep_t[:, None, :].expand(rows, wpr, wpr).reshape(-1),   # (R, wpr) -> (R, wpr, wpr): a row
             s1_t[:, None, :].expand(rows, wpr, wpr).reshape(-1))     # repeats wpr times
 
 
-def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Host -> device without waiting for the device's queued work (pinned, asynchronous on CUDA)."""
     if device.type != "cuda":
         return t.to(device)
@@ -118,6 +119,24 @@ def apply_period(q: torch.Tensor, keep: torch.Tensor, s1: torch.Tensor) -> torch
     torch.bitwise_and(q[reps * period:], keep[:tail], out=o)
     o.bitwise_or_(s1[:tail])
     return out
+
+
+def tile_index(n: int, rows: int, wpr: int, device: torch.device) -> torch.Tensor:
+    """int64 (n,): the entry of a flat (rows·wpr) map that weight i reads, ((i // wpr²) mod rows)·wpr +
+    i mod wpr: the same layout as `tile_period`, without expanding the map."""
+    i = torch.arange(n, dtype=torch.int64, device=device)                              # (n,)
+    return torch.div(i, wpr * wpr, rounding_mode="floor").remainder_(rows).mul_(wpr).add_(i % wpr)
+
+
+def apply_tiled_batch(q: torch.Tensor, masks: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """q' = (q AND keep_s) OR s1_s for N maps s at once: flat int8 q (n,); masks int8 (R·wpr, 2N), entry
+    e of map s's keep in column s and of its s1 in column N + s; `index` from `tile_index`. Returns
+    int8 (N, n), a transposed view of an (n, N) tensor: one gather of whole rows (2N bytes each, much
+    faster than gathering along the last dim on a CPU), one AND, one OR."""
+    n_maps = masks.shape[1] // 2
+    picked = masks.index_select(0, index)                                              # (n, 2N)
+    out = torch.bitwise_and(q[:, None], picked[:, :n_maps]).bitwise_or_(picked[:, n_maps:])   # (n, N)
+    return out.t()                                                                     # (N, n)
 
 
 def apply_official(q: torch.Tensor, seed: int, ber: float, bits: int = DEFAULT_BITS, position: int = -1

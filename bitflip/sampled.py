@@ -10,7 +10,8 @@ proportional to the number of faults (≈ n·bits·ber), not to n·bits.
 Randomness is drawn on the CPU with numpy's PCG64 from a seed sequence (stream, seed, layer index,
 purpose), so the same (model, ber, seed, layer) gives the same bytes on any device; only the
 fault positions (int64) and bit values (uint8) travel to the weights' device, where only the faulty
-bytes are changed (a gather and an `index_add_`; see `_add_bits`).
+bytes are changed (a gather and an `index_add_`; see `apply_cells_`). `apply_cells_batch` does that
+for the N seeds of a step at once (bitflip/batched.py); the numpy draws stay one per seed and layer.
 
 Example:
     q2 = apply_flip(q.reshape(-1), ber=0.01, seed=3, layer_index=0)   # int8 (n,) -> int8 (n,)
@@ -18,11 +19,12 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from bitflip.official import to_device
 from models.quant import DEFAULT_BITS
 
 FLIP_STREAM = 1      # first word of the seed sequence, so flip and stuckat draw unrelated streams
@@ -65,43 +67,74 @@ def _cells_to_bits(cells: np.ndarray, bits: int, position: int) -> Tuple[np.ndar
     return weight, np.left_shift(np.uint8(1), bit.astype(np.uint8))
 
 
-def _faults(q: torch.Tensor, stream: int, ber: float, seed: int, layer_index: int, bits: int,
-            position: int) -> Tuple[np.random.Generator, torch.Tensor, np.ndarray]:
-    """(rng for cell values, weight index of each faulty cell on q's device, its bit value 2^bit)."""
-    n = q.numel()
+class Cells(NamedTuple):
+    """One seed's faulty cells in one layer (host arrays): the byte each is in (int64), its bit value
+    2^bit (uint8), and for stuck-at cells the value it is stuck at (0 or 2^bit, uint8; None: flipped)."""
+    weight: np.ndarray
+    value: np.ndarray
+    stuck: Optional[np.ndarray]
+
+
+def _cells(stream: int, n: int, ber: float, seed: int, layer_index: int, bits: int, position: int
+           ) -> Tuple[np.random.Generator, np.ndarray, np.ndarray]:
+    """(rng for cell values, weight index of each faulty cell, its bit value 2^bit) for n weights."""
     n_cells = n if position >= 0 else n * bits
     cells = faulty_cells(_rng(stream, seed, layer_index, POSITIONS), n_cells, ber)
     weight, value = _cells_to_bits(cells, bits, position)
-    return _rng(stream, seed, layer_index, VALUES), torch.from_numpy(weight).to(q.device), value
+    return _rng(stream, seed, layer_index, VALUES), weight, value
 
 
-def _add_bits(q: torch.Tensor, weight: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Copy of q with uint8 delta[k] added (mod 256) to byte weight[k]; sparse, one pass over q.
+def flip_cells(n: int, ber: float, seed: int, layer_index: int = 0, bits: int = DEFAULT_BITS,
+               position: int = -1) -> Cells:
+    """The cells `flip` flips in a layer of n weights."""
+    _, weight, value = _cells(FLIP_STREAM, n, ber, seed, layer_index, bits, position)
+    return Cells(weight, value, None)
 
-    Each delta is +2^bit (set a 0 bit), -2^bit (clear a 1 bit) or 0: no carry or borrow leaves the
-    bit, and the faulty bits of one byte are distinct, so the additions commute and `index_add_` is
-    exact in any order, on any device.
+
+def stuckat_cells(n: int, ber: float, seed: int, layer_index: int = 0, bits: int = DEFAULT_BITS,
+                  position: int = -1) -> Cells:
+    """The stuck cells of `stuckat` in a layer of n weights, each stuck at 1 or 0 (a fair bit each)."""
+    rng, weight, value = _cells(STUCKAT_STREAM, n, ber, seed, layer_index, bits, position)
+    k = value.shape[0]
+    stuck1 = np.unpackbits(rng.integers(0, 256, (k + 7) // 8, dtype=np.uint8), count=k)   # 1 = stuck at 1
+    return Cells(weight, value, value * stuck1)
+
+
+def apply_cells_(out: torch.Tensor, cells: Cells) -> torch.Tensor:
+    """Set the faulty bits of flat int8 `out` in place (a fresh tensor the caller owns); returns it.
+
+    Only the faulty bytes change: uint8 delta[k] = target - current is added (mod 256) to byte
+    weight[k]. Each delta is +2^bit (set a 0 bit), -2^bit (clear a 1 bit) or 0: no carry or borrow
+    leaves the bit, and the faulty bits of one byte are distinct, so the additions commute and
+    `index_add_` is exact in any order, on any device.
     """
-    out = q.clone()
-    out.view(torch.uint8).index_add_(0, weight, delta)
+    weight = to_device(torch.from_numpy(cells.weight), out.device)       # (faults,) int64
+    value = to_device(torch.from_numpy(cells.value), out.device)         # (faults,) uint8 2^bit
+    current = out.view(torch.uint8).index_select(0, weight) & value     # 0 or 2^bit
+    target = current ^ value if cells.stuck is None else to_device(torch.from_numpy(cells.stuck), out.device)
+    out.view(torch.uint8).index_add_(0, weight, target - current)       # uint8 wrap: -2^bit = 256 - 2^bit
     return out
 
 
 def apply_flip(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bits: int = DEFAULT_BITS,
                position: int = -1) -> torch.Tensor:
     """q XOR mask, each eligible bit of each weight flipped with prob. ber; flat int8 (n,) in and out."""
-    _, weight, value = _faults(q, FLIP_STREAM, ber, seed, layer_index, bits, position)
-    value = torch.from_numpy(value).to(q.device)                        # (faults,) uint8 2^bit
-    current = q.view(torch.uint8).index_select(0, weight) & value       # 0 or 2^bit
-    return _add_bits(q, weight, value - current - current)              # +2^bit if 0, -2^bit if 1
+    return apply_cells_(q.clone(), flip_cells(q.numel(), ber, seed, layer_index, bits, position))
 
 
 def apply_stuckat(q: torch.Tensor, ber: float, seed: int, layer_index: int = 0, bits: int = DEFAULT_BITS,
                   position: int = -1) -> torch.Tensor:
     """(q AND NOT S0) OR S1 with independent stuck cells; flat int8 (n,) in and out."""
-    rng, weight, value = _faults(q, STUCKAT_STREAM, ber, seed, layer_index, bits, position)
-    k = value.shape[0]                                                  # one fair random bit per faulty cell:
-    stuck1 = np.unpackbits(rng.integers(0, 256, (k + 7) // 8, dtype=np.uint8), count=k)   # 1 = stuck at 1
-    target = torch.from_numpy(value * stuck1).to(q.device)             # 2^bit if stuck at 1, else 0
-    current = q.view(torch.uint8).index_select(0, weight) & torch.from_numpy(value).to(q.device)
-    return _add_bits(q, weight, target - current)                       # uint8 wrap: -2^bit = 256 - 2^bit
+    return apply_cells_(q.clone(), stuckat_cells(q.numel(), ber, seed, layer_index, bits, position))
+
+
+def apply_cells_batch(q: torch.Tensor, cells: Sequence[Cells]) -> torch.Tensor:
+    """Flat int8 q (n,) -> (N, n): row i is q with the faulty cells `cells[i]` of seed i, all N seeds
+    in one gather and one `index_add_` (the same integer arithmetic as `apply_cells_`, so the same bytes)."""
+    n, rows = q.numel(), len(cells)
+    joined = Cells(np.concatenate([c.weight + i * n for i, c in enumerate(cells)]),   # row i's bytes
+                   np.concatenate([c.value for c in cells]),                          # at i*n .. i*n+n-1
+                   None if cells[0].stuck is None else np.concatenate([c.stuck for c in cells]))
+    out = q.expand(rows, n).contiguous()                                             # (N, n) copies of q
+    apply_cells_(out.view(-1), joined)
+    return out

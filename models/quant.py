@@ -103,6 +103,11 @@ class QuantMixin:
     def is_faulty(self) -> bool:
         return self._fault_w is not None
 
+    @property
+    def fault_weight(self) -> Optional[torch.Tensor]:
+        """The faulty q'·Δ set by `set_fault` (read-only), or None while the layer is clean."""
+        return self._fault_w
+
     def quant_weight(self) -> torch.Tensor:
         """The weight the forward pass uses: fake-quantized master weight, or faulty q'·(clean Δ)."""
         if self._as_given:
@@ -179,8 +184,3 @@ def weights_as_given(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m in layers:
             m._as_given = False
-
-
-def clear_faults(model: nn.Module) -> None:
-    for _, m in quant_layers(model):
-        m.set_fault(None)

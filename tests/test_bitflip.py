@@ -257,7 +257,7 @@ def test_layer_streams(model_name):
     with torch.no_grad():
         net[1].weight.copy_(net[0].weight)
     bitflip.perturb(net, FaultConfig(model_name, 0.05), seed=3)
-    same = torch.equal(net[0]._fault_w, net[1]._fault_w)
+    same = torch.equal(net[0].fault_weight, net[1].fault_weight)
     bitflip.clear_faults(net)
     assert same == (model_name == "official")
 
@@ -268,3 +268,17 @@ def test_bits_mismatch_is_refused():
         with perturbed(net, FaultConfig("flip", 0.01), seed=0):
             pass
     assert not net[0].is_faulty
+
+
+def test_hooks_live_in_the_registry_metadata():
+    """Each fault model's hooks are named in its register call (no function attributes)."""
+    from bitflip.faults import FAULT_MODELS, check_seed
+    for name in list_fault_models():
+        meta = FAULT_MODELS.meta(name)
+        assert ("tiled" in meta) != ("cells" in meta), name          # exactly one batched form
+        assert not hasattr(FAULT_MODELS.get(name), "prepare")
+    assert {n for n in list_fault_models() if "prepare" in FAULT_MODELS.meta(n)} == {"official", "chipmap"}
+    assert check_seed(np.int64(7)) == 7 and check_seed(2 ** 32 - 2) == 2 ** 32 - 2
+    for bad in (-1, 2 ** 32 - 1, 1.5, "3", None):
+        with pytest.raises(ValueError, match="seed"):
+            check_seed(bad)

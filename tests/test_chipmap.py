@@ -46,9 +46,9 @@ def test_maps_are_seeds_of_a_model(tmp_path):
     net = quantize_(torch.nn.Sequential(torch.nn.Linear(64, 300), torch.nn.Linear(300, 10)))
     for i, s in enumerate((100, 101)):
         with perturbed(net, chip_cfg(maps), seed=i):
-            got = [layer._fault_w.clone() for _, layer in quant_layers(net)]
+            got = [layer.fault_weight.clone() for _, layer in quant_layers(net)]
         with perturbed(net, FaultConfig("official", 0.02), seed=s):
-            want = [layer._fault_w.clone() for _, layer in quant_layers(net)]
+            want = [layer.fault_weight.clone() for _, layer in quant_layers(net)]
         assert all(torch.equal(a, b) for a, b in zip(got, want))
     with pytest.raises(ValueError, match="2 map"):
         inject_cfg(random_q(10), chip_cfg(maps), seed=2)

@@ -76,10 +76,10 @@ def test_amp_leaves_fault_bits_unchanged():
     """bf16 autocast changes float compute only: the faulty int8 weights and Δ are the same."""
     model = _model("resnet18", torch.float32)
     perturb(model, FAULT, 5)
-    plain = [(layer._fault_w.clone(), layer.int8_weight()[1].clone()) for _, layer in quant_layers(model)]
+    plain = [(layer.fault_weight.clone(), layer.int8_weight()[1].clone()) for _, layer in quant_layers(model)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         perturb(model, FAULT, 5)
-        under_amp = [(layer._fault_w.clone(), layer.int8_weight()[1].clone()) for _, layer in quant_layers(model)]
+        under_amp = [(layer.fault_weight.clone(), layer.int8_weight()[1].clone()) for _, layer in quant_layers(model)]
     for (w1, d1), (w2, d2) in zip(plain, under_amp):
         assert w2.dtype == torch.float32 and torch.equal(w1, w2) and torch.equal(d1, d2)
 
