@@ -151,7 +151,7 @@ def _costs(kind: str, name: str, image_size: int, num_classes: int) -> Dict:
         net = get_model(name, num_classes)
     else:
         from generators import get_generator
-        net = get_generator(name)
+        net = get_generator(name, input_size=image_size)  # UIP is tied to the input size
     records = layer_stats(net, (3, image_size, image_size), device="meta")
     return {"params": sum(p.numel() for p in net.parameters()),
             "macs": sum(r["macs"] for r in records),
