@@ -89,7 +89,7 @@ def _z(ber: float) -> float:
     return NormalDist().inv_cdf(1.0 - ber)
 
 
-def _cell_failure_model() -> tuple:
+def cell_failure_model() -> tuple:
     """(mu, sigma) in units of Vmin of a Gaussian cell-failure voltage through the two anchors."""
     v_paper = math.sqrt(1.0 - PAPER_SAVING / 100.0)
     sigma = (1.0 - v_paper) / (_z(BER_AT_VMIN) - _z(PAPER_BER))
@@ -103,7 +103,7 @@ def operating_point(ber: float) -> Dict:
     if math.isclose(ber, PAPER_BER, rel_tol=1e-9):
         v, source = math.sqrt(1.0 - PAPER_SAVING / 100.0), "paper (App. C, 0.83 Vmin; S fitted to Table 2)"
     else:
-        mu, sigma = _cell_failure_model()
+        mu, sigma = cell_failure_model()
         v = min(1.0, mu + sigma * _z(ber))  # at most Vmin: no negative saving
         source = "model: Gaussian cell-failure voltage through the 1% point and Vmin (not a paper number)"
     return {"ber": ber, "v_rel": v, "saving": 100.0 * (1.0 - v * v), "source": source}
