@@ -6,6 +6,12 @@ per conv / transposed-conv / linear layer, with SCALE-Sim's output sizes, summed
 unit). S, the per-access saving, comes from the operating point of a BER: the paper's 1% point (S = 30.63%,
 fitted to Table 2) or, for other BERs, a Gaussian cell-failure model labelled "not a paper number".
 
+SECDED (bitflip/ecc.py, docs/DESIGN.md §14): protecting the low-voltage weight memory with a (72,64)
+code makes every access read 72 cells instead of 64, `ecc_overhead` = 8/64 = 12.5% more energy, so
+the per-access saving against the nominal-voltage, ECC-free baseline shrinks to
+S_ecc = 1 - (1 + o)(1 - S) (30.63% -> 21.96% at 1% BER). The generator's weights sit in nominal-
+voltage memory without ECC (no errors to correct there), so its cost is unchanged.
+
 Example:
     python zs_main.py resnet18 energy cifar10 -G all            # aligned table, S from -ber 0.01
     python zs_main.py vgg11 energy cifar10 -G ConvL --saving 25 --json
@@ -26,6 +32,7 @@ PAPER_BER = 0.01              # the paper's operating point (Table 2)
 PAPER_SAVING = 30.63          # % per access at 1% BER: fitted to Table 2 (docs/DESIGN.md §10); v = 0.8329 Vmin
 BER_AT_VMIN = 1.0 / SRAM_BITS  # assumption: Vmin = lowest voltage with (at most) one failing cell
 WEIGHT_KINDS = ("conv", "deconv", "linear")  # eval.macs layer kinds that read weights
+ECC_OVERHEAD = 8 / 64         # SECDED (72,64): 8 check cells read with every 64 data cells
 
 
 # ----------------------------------------------------------------------------- operating points
@@ -34,7 +41,7 @@ def _z(ber: float) -> float:
     return NormalDist().inv_cdf(1.0 - ber)
 
 
-def _cell_failure_model() -> tuple:
+def cell_failure_model() -> tuple:
     """(mu, sigma) in units of Vmin of a Gaussian cell-failure voltage through the two anchors."""
     v_paper = math.sqrt(1.0 - PAPER_SAVING / 100.0)
     sigma = (1.0 - v_paper) / (_z(BER_AT_VMIN) - _z(PAPER_BER))
@@ -48,7 +55,7 @@ def operating_point(ber: float) -> Dict:
     if math.isclose(ber, PAPER_BER, rel_tol=1e-9):
         v, source = math.sqrt(1.0 - PAPER_SAVING / 100.0), "paper (App. C, 0.83 Vmin; S fitted to Table 2)"
     else:
-        mu, sigma = _cell_failure_model()
+        mu, sigma = cell_failure_model()
         v = min(1.0, mu + sigma * _z(ber))  # at most Vmin: no negative saving
         source = "model: Gaussian cell-failure voltage through the 1% point and Vmin (not a paper number)"
     return {"ber": ber, "v_rel": v, "saving": 100.0 * (1.0 - v * v), "source": source}
@@ -103,7 +110,7 @@ def _costs(kind: str, name: str, image_size: int, num_classes: int) -> Dict:
         net = get_model(name, num_classes)
     else:
         from generators import get_generator
-        net = get_generator(name)
+        net = get_generator(name, input_size=image_size)  # UIP is tied to the input size
     records = layer_stats(net, (3, image_size, image_size), device="meta")
     return {"params": sum(p.numel() for p in net.parameters()),
             "macs": sum(r["macs"] for r in records),
@@ -112,16 +119,27 @@ def _costs(kind: str, name: str, image_size: int, num_classes: int) -> Dict:
 
 
 # ----------------------------------------------------------------------------- Eq. 6 / Eq. 7
-def energy_saving(saving: float, cost_generator: float, cost_base: float) -> float:
-    """ES in %: the base model's accesses cost S% less, the generator's run at full energy."""
-    return saving - 100.0 * cost_generator / cost_base
+def access_saving(saving: float, ecc_overhead: float = 0.0) -> float:
+    """Per-access saving (%) of the low-voltage memory against the nominal, ECC-free baseline when each
+    access also reads `ecc_overhead` (a fraction: 0.125 for SECDED) more cells: 100·(1 - (1+o)(1 - S))."""
+    if not ecc_overhead >= 0.0:
+        raise ValueError(f"ecc_overhead {ecc_overhead} must be >= 0 (0.125 for (72,64) SECDED)")
+    return 100.0 * (1.0 - (1.0 + ecc_overhead) * (1.0 - saving / 100.0))
+
+
+def energy_saving(saving: float, cost_generator: float, cost_base: float, ecc_overhead: float = 0.0) -> float:
+    """ES in %: the base model's accesses cost S% less (less the ECC overhead), the generator's run at
+    full energy."""
+    return access_saving(saving, ecc_overhead) - 100.0 * cost_generator / cost_base
 
 
 def energy_rows(arch: str, generators: List[str], dataset: str = "cifar10", saving: Optional[float] = None,
-                ber: float = PAPER_BER) -> List[Dict]:
+                ber: float = PAPER_BER, ecc_overhead: float = 0.0) -> List[Dict]:
     """One dict per generator: the generator's params / macs / conv_macs / twma, the base model's
     (base_params, base_macs, base_conv_macs, base_twma), es_twma (Eq. 6) and es_mac (Eq. 7) in %,
     and the operating point used (ber, v_rel, saving). `saving` (%) overrides the one `ber` picks.
+    `ecc_overhead` (ECC_OVERHEAD for SECDED) charges the base model's accesses for the check cells;
+    the row then also has access_saving, the per-access saving net of that overhead.
     """
     from datasets import get_dataset_info
     info = get_dataset_info(dataset)
@@ -137,10 +155,11 @@ def energy_rows(arch: str, generators: List[str], dataset: str = "cifar10", savi
         gen = model_costs("gen", g, info.image_size)
         rows.append({"base": arch, "generator": g, "dataset": dataset, "image_size": info.image_size,
                      **gen, **{f"base_{k}": v for k, v in base.items()},
-                     "es_twma": energy_saving(point["saving"], gen["twma"], base["twma"]),
-                     "es_mac": energy_saving(point["saving"], gen["macs"], base["macs"]),
+                     "es_twma": energy_saving(point["saving"], gen["twma"], base["twma"], ecc_overhead),
+                     "es_mac": energy_saving(point["saving"], gen["macs"], base["macs"], ecc_overhead),
                      "ber": ber, "v_rel": point["v_rel"], "saving": point["saving"],
-                     "saving_source": point["source"]})
+                     "saving_source": point["source"], "ecc_overhead": ecc_overhead,
+                     "access_saving": access_saving(point["saving"], ecc_overhead)})
     return rows
 
 
@@ -151,6 +170,9 @@ def format_energy_table(rows: List[Dict]) -> str:
     r0 = rows[0]
     head = (f"{r0['base']} on {r0['dataset']} ({r0['image_size']} px) | BER {r0['ber']:g} -> "
             f"{r0['v_rel']:.3f} Vmin, per-access saving S = {r0['saving']:.2f}%\nS source: {r0['saving_source']}")
+    if r0.get("ecc_overhead"):
+        head += (f"\nSECDED: {100 * r0['ecc_overhead']:.1f}% more cells per access -> per-access saving "
+                 f"{r0['access_saving']:.2f}%")
     cols = ["model", "params", "MACs (ptflops)", "conv MACs", "TWMA", "ES Eq.6 TWMA %", "ES Eq.7 MAC %"]
     table = [cols, [r0["base"], f"{r0['base_params']:,}", f"{r0['base_macs']:,}",
                     f"{r0['base_conv_macs']:,}", f"{r0['base_twma']:,.0f}", "-", "-"]]

@@ -157,7 +157,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> None:
     args = ap.parse_args(argv)
     from generators import generator_info, get_generator, list_generators
     from models import get_model, list_models
-    rows: List[Tuple[str, nn.Module]] = [(n, get_generator(n)) for n in list_generators()]
+    rows: List[Tuple[str, nn.Module]] = [(n, get_generator(n, input_size=args.size)) for n in list_generators()]
     rows += [(f"{n}(up_padding=0)", get_generator(n, up_padding=0)) for n in list_generators()
              if "up_padding" in generator_info(n)["options"]]
     rows += [(n, get_model(n, args.classes)) for n in list_models(input_size=args.size)]

@@ -5,7 +5,8 @@ raw residual G is `module.G` (also `module.residual(x)`). Every Conv2d / ConvTra
 8-bit fake-quantized like the base models (docs/DESIGN.md §4) and is never touched by the fault models.
 
 Families are code, variants are data: `generators/conv.py` builds ConvL/ConvS/DeConvL/DeConvS from
-layer lists, `generators/unet.py` builds UNetL/UNetS from a width tuple.
+layer lists, `generators/unet.py` builds UNetL/UNetS from a width tuple, `generators/uip.py` the
+universal input perturbation baseline UIP (paper Table 11), the one generator tied to an input size.
 
 Example:
     from generators import get_generator
@@ -14,7 +15,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -40,15 +41,24 @@ class NeuralFuse(nn.Module):
 
 
 # Importing the family modules registers their variants (in the order list_generators() reports).
-from generators import conv, unet  # noqa: E402,F401
+from generators import conv, unet, uip  # noqa: E402,F401
 
 
-def get_generator(name: str, bits: int = DEFAULT_BITS, **options) -> NeuralFuse:
+def get_generator(name: str, bits: int = DEFAULT_BITS, input_size: Optional[int] = None,
+                  **options) -> NeuralFuse:
     """Build generator `name` wrapped as F(x) = clamp(x + G(x), -1, 1), weights quantized to `bits`.
 
+    `input_size` (pixels per side, e.g. 32 or 224) is required by generators registered `sized`
+    (UIP) and ignored by the fully convolutional ones, which take any size divisible by 8.
     `options` go to the family builder (e.g. `up_padding=0` for the UNets, see generators/unet.py).
     """
-    return quantize_(NeuralFuse(GENERATORS.get(name)(**options)), bits)
+    builder = GENERATORS.get(name)
+    if GENERATORS.meta(name).get("sized", False):
+        if input_size is None:
+            raise ValueError(f"generator {name!r} is tied to one input size: pass input_size "
+                             f"(32 for the 32 px datasets, 224 for imagenet224)")
+        options = {**options, "input_size": input_size}
+    return quantize_(NeuralFuse(builder(**options)), bits)
 
 
 def list_generators(**where) -> list:
@@ -57,17 +67,24 @@ def list_generators(**where) -> list:
 
 
 def generator_info(name: str) -> Mapping[str, Any]:
-    """Registry metadata of `name`: family ('conv' / 'deconv' / 'unet'), bounded_residual (G(x) ends in
-    tanh), options (builder keywords it accepts)."""
+    """Registry metadata of `name`: family ('conv' / 'deconv' / 'unet' / 'perturbation'),
+    bounded_residual (|G(x)| <= 1: ends in tanh), options (builder keywords it accepts), and for UIP
+    sized=True (needs `input_size`) and size_from_state (reads it from a state dict)."""
     return GENERATORS.meta(name)
 
 
 def load_generator(path: str, device: torch.device) -> Tuple[NeuralFuse, dict]:
     """The frozen generator of checkpoint `path` (rebuilt from its own 'generator' and 'bits' fields)
-    and the checkpoint dict. Checkpoints without 'bits' are DEFAULT_BITS."""
-    from common.ckpt import load_checkpoint, load_state
+    and the checkpoint dict. Checkpoints without 'bits' are DEFAULT_BITS. A sized generator (UIP)
+    takes its input size from the saved tensor's shape."""
+    from common.ckpt import CheckpointError, load_checkpoint, load_state
     ckpt = load_checkpoint(path, kind="generator")
-    gen = get_generator(ckpt["generator"], bits=ckpt.get("bits", DEFAULT_BITS))
+    size_from_state = GENERATORS.meta(ckpt["generator"]).get("size_from_state")
+    try:
+        size = size_from_state(ckpt["state_dict"]) if size_from_state is not None else None
+    except ValueError as e:  # a state dict without the tensor that gives the size
+        raise CheckpointError(f"{path}: {e}") from None
+    gen = get_generator(ckpt["generator"], bits=ckpt.get("bits", DEFAULT_BITS), input_size=size)
     load_state(gen, ckpt["state_dict"], path)
     return gen.to(device).eval().requires_grad_(False), ckpt
 

@@ -7,8 +7,8 @@ import torch.nn as nn
 
 from eval.macs import layer_stats
 from common.registry import UnknownName
-from eval.energy import (PAPER_SAVING, energy_rows, energy_saving, model_costs, operating_point, twma,
-                         weight_reads)
+from eval.energy import (ECC_OVERHEAD, PAPER_SAVING, access_saving, energy_rows, energy_saving,
+                         format_energy_table, model_costs, operating_point, twma, weight_reads)
 from eval.paper import ENERGY_SAVING  # Table 2: ES (%) at 1% BER, CIFAR-10
 from generators import list_generators
 from zs_main import main
@@ -17,6 +17,7 @@ from zs_main import main
 TABLE6 = {"resnet18": 2755968, "resnet50": 6182144, "vgg11": 1334656, "vgg16": 2366848, "vgg19": 3104128,
           "ConvL": 320256, "ConvS": 41508, "DeConvL": 259264, "DeConvS": 86208, "UNetL": 180894,
           "UNetS": 45711}
+NOT_IN_TABLE6 = {"UIP": 0}  # one added tensor, no conv/linear weights (docs/DESIGN.md §14)
 TWMA_TOL = 0.001   # relative; exact for 9 entries, UNetL/UNetS -0.017% / -0.033% (their 1x1 out conv)
 ES_TOL = 0.5       # points; gaps <= 0.07 (one-decimal rounding) but VGG19+ConvS 0.41 (see eval/energy.py)
 BASES = list(ENERGY_SAVING)
@@ -26,6 +27,13 @@ BASES = list(ENERGY_SAVING)
 def test_twma_matches_table6(name):
     kind = "base" if name in BASES else "gen"
     assert model_costs(kind, name, 32)["twma"] == pytest.approx(TABLE6[name], rel=TWMA_TOL)
+
+
+@pytest.mark.parametrize("name", list_generators())
+def test_every_registered_generator_has_its_twma(name):
+    expected = {**TABLE6, **NOT_IN_TABLE6}
+    assert name in expected, f"add the TWMA of the new generator {name!r} to TABLE6 or NOT_IN_TABLE6"
+    assert model_costs("gen", name, 32)["twma"] == pytest.approx(expected[name], rel=TWMA_TOL)
 
 
 @pytest.mark.parametrize("arch,gen", [(a, g) for a in BASES for g in ENERGY_SAVING[a]])
@@ -71,6 +79,24 @@ def test_saving_override_and_eq7():
         energy_rows("vgg11", ["ConvS"], saving=100.0)
     with pytest.raises(UnknownName):
         energy_rows("vgg11", ["Bogus"])
+
+
+def test_ecc_overhead_shrinks_the_per_access_saving():
+    assert ECC_OVERHEAD == 0.125
+    assert access_saving(PAPER_SAVING) == pytest.approx(PAPER_SAVING)
+    # 72 cells at (1 - S) of the energy each, against 64 cells at full energy
+    assert access_saving(PAPER_SAVING, ECC_OVERHEAD) == pytest.approx(100 * (1 - 72 / 64 * (1 - 0.3063)))
+    assert access_saving(PAPER_SAVING, ECC_OVERHEAD) == pytest.approx(21.96, abs=0.005)
+    assert access_saving(0.0, ECC_OVERHEAD) == pytest.approx(-12.5)     # ECC at nominal voltage costs energy
+    plain, ecc = energy_rows("resnet18", ["ConvL"])[0], energy_rows("resnet18", ["ConvL"], ecc_overhead=ECC_OVERHEAD)[0]
+    assert ecc["saving"] == plain["saving"] and ecc["twma"] == plain["twma"]
+    shrink = PAPER_SAVING - access_saving(PAPER_SAVING, ECC_OVERHEAD)  # same drop for every generator
+    assert ecc["es_twma"] == pytest.approx(plain["es_twma"] - shrink)
+    assert ecc["es_mac"] == pytest.approx(plain["es_mac"] - shrink)
+    assert ecc["es_twma"] == pytest.approx(energy_saving(PAPER_SAVING, ecc["twma"], ecc["base_twma"], ECC_OVERHEAD))
+    assert "SECDED" in format_energy_table([ecc]) and "SECDED" not in format_energy_table([plain])
+    with pytest.raises(ValueError, match="ecc_overhead"):
+        access_saving(PAPER_SAVING, -0.1)
 
 
 def test_cli_json_all_generators(capsys):

@@ -10,7 +10,8 @@ from generators import generator_info, get_generator, list_generators
 from models.quant import QuantMixin, quant_layers
 
 PARAMS = {"ConvL": 723_273, "ConvS": 113_187, "DeConvL": 647_785, "DeConvS": 156_777,
-          "UNetL": 482_771, "UNetS": 121_195}  # docs/DESIGN.md §6 (paper Table 7)
+          "UNetL": 482_771, "UNetS": 121_195,   # docs/DESIGN.md §6 (paper Table 7)
+          "UIP": 3 * 32 * 32}                   # one (3, H, W) tensor at 32 px (docs/DESIGN.md §14)
 
 
 def _images(b: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -18,8 +19,8 @@ def _images(b: int, size: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(b, 3, size, size, generator=g) * 2 - 1  # (B, 3, H, W) in [-1, 1]
 
 
-def test_registry_lists_the_six_generators():
-    assert list_generators() == ["ConvL", "ConvS", "DeConvL", "DeConvS", "UNetL", "UNetS"]
+def test_registry_lists_the_generators():
+    assert list_generators() == ["ConvL", "ConvS", "DeConvL", "DeConvS", "UNetL", "UNetS", "UIP"]
 
 
 def test_unknown_name_lists_choices():
@@ -32,17 +33,18 @@ def test_unknown_name_lists_choices():
 @pytest.mark.parametrize("name", list_generators())
 def test_parameter_count_exact(name):
     assert name in PARAMS, f"add the exact parameter count of the new generator {name!r} to PARAMS"
-    gen = get_generator(name)
+    gen = get_generator(name, input_size=32)
     assert sum(p.numel() for p in gen.parameters()) == PARAMS[name]
     assert sum(p.numel() for p in gen.G.parameters()) == PARAMS[name]
 
 
 @pytest.mark.parametrize("name", list_generators())
 def test_every_conv_is_8bit_quantized(name):
-    gen = get_generator(name)
+    gen = get_generator(name, input_size=32)
     convs = [m for m in gen.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     quant = [m for _, m in quant_layers(gen)]
-    assert convs and len(quant) == len(convs)
+    assert len(quant) == len(convs)
+    assert convs or generator_info(name)["family"] == "perturbation"  # UIP is one tensor, no layers
     assert all(isinstance(m, QuantMixin) and m.bits == 8 and not m.is_faulty for m in convs)
 
 
@@ -50,7 +52,7 @@ def test_every_conv_is_8bit_quantized(name):
 @pytest.mark.parametrize("name", list_generators())
 def test_forward_backward(name, size, batch):
     torch.manual_seed(0)
-    gen = get_generator(name).train()
+    gen = get_generator(name, input_size=size).train()
     x = _images(batch, size)
     y = gen(x)
     assert y.shape == x.shape
@@ -66,7 +68,7 @@ def test_forward_backward(name, size, batch):
 @pytest.mark.parametrize("name", list_generators())
 def test_eval_batch_one_is_clamped_residual(name):
     torch.manual_seed(0)
-    gen = get_generator(name).eval()
+    gen = get_generator(name, input_size=32).eval()
     x = _images(1, 32)
     with torch.no_grad():
         y, r = gen(x), gen.residual(x)

@@ -1,0 +1,131 @@
+"""Inference latency of the base model alone and behind each NeuralFuse generator (paper Table 9; docs/DESIGN.md §14).
+
+Batch 1, eval mode, `torch.inference_mode`: `warmup` untimed forward passes (allocator, cuDNN
+autotuning, caches), then `repeats` timed ones, each bracketed by `torch.cuda.synchronize` on CUDA so
+the kernel time is inside the bracket; the result is the median in milliseconds (robust to the odd
+slow repeat). The generator variant times F(x) followed by the base model, as deployed. Weights are
+freshly initialised (latency does not depend on their values); both networks are the 8-bit
+fake-quantized modules the rest of the code runs, so this measures this implementation, not an
+accelerator. The paper does not name its device; its ResNet18 CIFAR-10 base is 5.84 ms and the
+generators add 1.3-5.2 ms.
+
+Example:
+    python zs_main.py resnet18 latency cifar10 -G all --device cuda      # once the lead wires the mode
+    latency_rows("resnet18", ["ConvL"], "cifar10", torch.device("cpu"))  # [{'generator': None, 'ms': ..}, ..]
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+LATENCY_SEED = 0   # the one random input image (values do not change the latency)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """How the `latency` mode measures (the lead may move this into config.py)."""
+    warmup: int = 10    # untimed passes before timing
+    repeats: int = 100  # timed passes; the median is reported
+    json: bool = False  # print JSON rows instead of a table
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def latency_samples(model: nn.Module, input_shape: Sequence[int], device: torch.device, warmup: int = 10,
+                    repeats: int = 100, clock: Callable[[], float] = time.perf_counter) -> List[float]:
+    """Milliseconds of each of `repeats` timed batch-1 forward passes of `model` on `device`, after
+    `warmup` untimed ones. `input_shape` is one sample's shape, e.g. (3, 32, 32). `clock` (seconds)
+    is read only around the timed passes. The model is put in eval mode on `device`."""
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    model = model.to(device).eval()
+    x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(LATENCY_SEED))
+    x = (x * 2 - 1).to(device)                                   # (1, C, H, W) in [-1, 1]
+    samples = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        _sync(device)
+        for _ in range(repeats):
+            _sync(device)
+            t0 = clock()
+            model(x)
+            _sync(device)
+            samples.append(1000.0 * (clock() - t0))
+    return samples
+
+
+def measure_latency(model: nn.Module, input_shape: Sequence[int], device: torch.device, warmup: int = 10,
+                    repeats: int = 100, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median latency in ms of a batch-1 forward pass (see `latency_samples`)."""
+    return statistics.median(latency_samples(model, input_shape, device, warmup, repeats, clock))
+
+
+def latency_table(base: nn.Module, generators: Mapping[str, nn.Module], input_shape: Sequence[int],
+                  device: torch.device, warmup: int = 10, repeats: int = 100) -> List[Dict]:
+    """Paper Table 9 for given modules: the base model alone (generator None), then F(x) -> base for
+    each named generator. Each row: generator, ms (median), overhead_ms (vs. the base row)."""
+    base_ms = measure_latency(base, input_shape, device, warmup, repeats)
+    rows = [{"generator": None, "ms": base_ms, "overhead_ms": 0.0}]
+    for name, gen in generators.items():
+        ms = measure_latency(nn.Sequential(gen, base), input_shape, device, warmup, repeats)   # F(x) -> base
+        rows.append({"generator": name, "ms": ms, "overhead_ms": ms - base_ms})
+    return rows
+
+
+def latency_rows(arch: str, generators: Sequence[str], dataset: str, device: torch.device, warmup: int = 10,
+                 repeats: int = 100, bits: Optional[int] = None) -> List[Dict]:
+    """`latency_table` for base model `arch` and the named generators, built for `dataset`'s input size
+    and classes. Each row also has base, dataset, image_size, device, warmup, repeats."""
+    from datasets import get_dataset_info
+    from generators import get_generator
+    from models import get_model
+    from models.quant import DEFAULT_BITS
+    bits = DEFAULT_BITS if bits is None else bits
+    info = get_dataset_info(dataset)
+    base = get_model(arch, info.num_classes, bits=bits, input_size=info.image_size)
+    gens = {g: get_generator(g, bits=bits, input_size=info.image_size) for g in generators}
+    rows = latency_table(base, gens, (3, info.image_size, info.image_size), device, warmup, repeats)
+    common = {"base": arch, "dataset": dataset, "image_size": info.image_size, "device": str(device),
+              "warmup": warmup, "repeats": repeats}
+    return [{**common, **r} for r in rows]
+
+
+def format_latency_table(rows: List[Dict]) -> str:
+    """Plain aligned text, one line per row."""
+    if not rows:
+        return ""
+    r0 = rows[0]
+    head = (f"{r0['base']} on {r0['dataset']} ({r0['image_size']} px), batch 1, {r0['device']}: median of "
+            f"{r0['repeats']} after {r0['warmup']} warm-up passes")
+    lines = [f"{'model':14s} {'ms':>9s} {'overhead ms':>12s}"]
+    for r in rows:
+        name = r["base"] if r["generator"] is None else f"+{r['generator']}"
+        over = "-" if r["generator"] is None else f"{r['overhead_ms']:.3f}"
+        lines.append(f"{name:14s} {r['ms']:9.3f} {over:>12s}")
+    return "\n".join([head] + lines)
+
+
+def run(cfgs, settings: LatencyConfig = LatencyConfig()) -> int:
+    """The `latency` mode: arch, dataset, device from `cfgs`; generators from -G (cfgs.energy.generators,
+    'all' for every one); warm-up / repeats / output format from `settings`."""
+    from common.runs import UsageError, resolve_device
+    device = resolve_device(cfgs.run.device)
+    try:
+        rows = latency_rows(cfgs.run.arch, list(cfgs.energy.generators), cfgs.data.dataset, device,
+                            settings.warmup, settings.repeats, bits=cfgs.bits)
+    except ValueError as e:  # warm-up / repeats out of range
+        raise UsageError(str(e)) from None
+    print(json.dumps(rows) if settings.json else format_latency_table(rows), flush=True)
+    return 0
