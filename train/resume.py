@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from common.ckpt import code_version, load_checkpoint, load_state
+from common.ckpt import CheckpointError, code_version, load_checkpoint, load_state
 from common.runs import UsageError, read_jsonl, write_json, write_jsonl
 
 # config sections that describe what a run of each checkpoint kind trains
@@ -35,6 +35,24 @@ FLAGS = {"run.arch": "ARCH", "run.mode": "MODE", "run.seed": "--seed", "run.bits
          "train.lr": "-LR", "train.epochs": "-E", "eopm.generator": "-G", "eopm.lr": "-LR", "eopm.lam": "-LM",
          "eopm.n_models": "-N", "eopm.epochs": "-E", "fault.model": "--fault-model", "fault.ber": "-ber",
          "fault.position": "-pos", "fault.bits": "--bits"}
+
+
+# what resume reads from last.pt, by type (a file edited or written by other code is refused by key)
+FIELD_TYPES = {"config": dict, "epoch": int, "best": (int, float), "optimizer": dict, "metrics": (dict, type(None))}
+
+
+def check_types(ckpt: Dict, kind: str, path: Path) -> None:
+    """One CheckpointError line naming the first field of `ckpt` (or config section) of the wrong type."""
+    wrong = [(k, v) for k, v in ckpt.items() if k in FIELD_TYPES
+             and (not isinstance(v, FIELD_TYPES[k]) or isinstance(v, bool))]
+    wrong += [(f"config.{s}", ckpt["config"][s]) for s in SECTIONS[kind] if not wrong
+              and not isinstance(ckpt["config"].get(s) or {}, dict)]
+    if not wrong and ckpt["epoch"] < 0:
+        wrong = [("epoch", ckpt["epoch"])]
+    if wrong:
+        key, value = wrong[0]
+        raise CheckpointError(f"{path}: {key!r} is {type(value).__name__} {str(value)[:40]!r}, not what this code "
+                              f"writes; the file was edited or written by other code")
 
 
 def _flat(config: Dict, sections) -> Dict[str, object]:
@@ -95,6 +113,7 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     path = run_dir / "last.pt"
     ckpt = load_checkpoint(path, kind=kind, require=("optimizer", "epoch", "best", "config")
                            + (("scheduler",) if scheduler is not None else ()))
+    check_types(ckpt, kind, path)
     refused, changed = compare_settings(ckpt["config"], current or ckpt["config"], kind)
     if refused:
         raise UsageError(f"-rt: the run in {run_dir} differs from this command in {'; '.join(refused)}; "
