@@ -1,12 +1,12 @@
 """Self-describing checkpoints (docs/DESIGN.md §9), written atomically, checksummed, and read with
 `weights_only=True`; every write failure of ours is one line naming the file (WriteError).
 
-Checksum: torch's zip reader checks no CRC, so a flipped bit in a tensor would load silently. Each
-checkpoint is serialized in memory, its SHA-256 taken over those bytes, and the digest stored as the
-zip archive's comment (the last bytes of the file, which torch, numpy and `unzip -z` ignore or show).
-One file, so copies and hard links (best.pt) keep their checksum; hashing the bytes already in
-memory costs one pass at ~1-2 GB/s, not a second write or read. Checkpoints written before this have
-no comment: they load with a one-line warning.
+Checksum: torch's zip reader checks no CRC, so a flipped bit in a tensor would load silently. The
+SHA-256 of the archive torch.save writes is taken as the bytes stream to disk (no second pass, no
+copy in memory) and stored as the zip archive's comment: the last bytes of the same file, which
+torch.load ignores and `unzip -z` shows. One file, so copies and hard links (best.pt) keep their
+checksum. Loading hashes the file in 4 MiB chunks before torch.load reads it. Checkpoints written
+before this have no comment: they load with a one-line warning.
 
 Example:
     save_checkpoint({"kind": "base", "arch": "resnet18", "state_dict": net.state_dict()}, "run/last.pt")
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import struct
 import subprocess
@@ -132,27 +131,60 @@ CHECKSUM_TAG = b"neuralfuse-sha256:"               # the zip comment: this tag, 
 CHECKSUM_LEN = len(CHECKSUM_TAG) + 64
 EOCD = b"PK\x05\x06"                             # zip end-of-central-directory record: 22 bytes + comment
 EOCD_SIZE = 22
+CHUNK = 1 << 22                                   # bytes hashed at a time when verifying
 
 
-def with_checksum(data: bytes) -> bytes:
-    """torch.save's zip bytes (which end in an end record with an empty comment) with the SHA-256 of
-    everything before the comment-length field stored as the archive comment."""
-    if data[-EOCD_SIZE:-EOCD_SIZE + 4] != EOCD or data[-2:] != b"\x00\x00":
-        raise ValueError("torch.save did not end its archive with an empty-comment end record")
-    digest = hashlib.sha256(memoryview(data)[:-2]).hexdigest().encode()
-    return data[:-2] + struct.pack("<H", CHECKSUM_LEN) + CHECKSUM_TAG + digest
+class _HashingWriter:
+    """What torch.save streams its archive into: the file, with every byte also fed to SHA-256."""
+
+    def __init__(self, f):
+        self.f, self.sha = f, hashlib.sha256()
+
+    def write(self, b) -> int:
+        self.sha.update(b)
+        return self.f.write(b)
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
-def verify_checksum(data: bytes, path: os.PathLike) -> bool:
-    """True when `data` ends in an archive end record with our checksum comment and the digest
-    matches; CheckpointError when it has that layout and anything in it differs; False otherwise
-    (no checksum: written before checksums, or by torch.save directly; torch.load judges the rest)."""
-    end = len(data) - CHECKSUM_LEN                  # where our comment starts, if the file has one
-    if end < EOCD_SIZE or data[end - EOCD_SIZE:end - EOCD_SIZE + 4] != EOCD:
+def _write_with_checksum(obj: Any, tmp: str) -> None:
+    """torch.save(obj) into `tmp`, hashed on the way; then its empty archive comment is replaced by the
+    digest (the comment length, the archive's last 2 bytes, is rewritten in place)."""
+    with open(tmp, "w+b") as f:
+        sink = _HashingWriter(f)
+        torch.save(obj, sink)
+        f.seek(-EOCD_SIZE, os.SEEK_END)
+        end = f.read(EOCD_SIZE)
+        if end[:4] != EOCD or end[-2:] != b"\x00\x00":
+            raise ValueError("torch.save did not end its archive with an empty-comment end record")
+        f.seek(-2, os.SEEK_END)
+        f.write(struct.pack("<H", CHECKSUM_LEN) + CHECKSUM_TAG + sink.sha.hexdigest().encode())
+
+
+def verify_checksum(f, path: os.PathLike) -> bool:
+    """Check the open checkpoint file `f`: True when it ends in an archive end record carrying our
+    checksum comment and the SHA-256 of the archive as torch wrote it (comment empty) matches;
+    CheckpointError when it has that layout and anything differs; False otherwise (no checksum:
+    written before checksums, or by torch.save directly; torch.load judges the rest)."""
+    size = f.seek(0, os.SEEK_END)
+    end = size - CHECKSUM_LEN                       # where our comment starts, if the file has one
+    if end < EOCD_SIZE:
         return False
-    if (data[end - 2:end] != struct.pack("<H", CHECKSUM_LEN)
-            or data[end:end + len(CHECKSUM_TAG)] != CHECKSUM_TAG
-            or data[end + len(CHECKSUM_TAG):] != hashlib.sha256(memoryview(data)[:end - 2]).hexdigest().encode()):
+    f.seek(end - EOCD_SIZE)
+    tail = f.read()
+    if tail[:4] != EOCD:
+        return False
+    sha, left, buf = hashlib.sha256(), end - 2, bytearray(CHUNK)
+    f.seek(0)
+    while left > 0:
+        n = f.readinto(memoryview(buf)[:min(CHUNK, left)])
+        if not n:
+            break
+        sha.update(memoryview(buf)[:n])
+        left -= n
+    sha.update(b"\x00\x00")                          # the comment length torch wrote
+    if tail[EOCD_SIZE - 2:] != struct.pack("<H", CHECKSUM_LEN) + CHECKSUM_TAG + sha.hexdigest().encode():
         raise CheckpointError(f"{path} is corrupt: checksum mismatch (the file changed after it was "
                               f"written); use another copy or train it again")
     return True
@@ -161,10 +193,7 @@ def verify_checksum(data: bytes, path: os.PathLike) -> bool:
 def save_checkpoint(obj: Dict[str, Any], path: os.PathLike) -> None:
     """Write `obj` (plus the format and code versions) to `path` atomically, with its checksum."""
     obj = {"format_version": FORMAT_VERSION, "code_version": code_version(), **obj}
-    buf = io.BytesIO()
-    torch.save(obj, buf)                  # serialized in memory: the checksum needs no second read
-    data = with_checksum(buf.getbuffer().tobytes())
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(path, lambda tmp: _write_with_checksum(obj, tmp))
 
 
 def read_checkpoint_file(path: os.PathLike) -> Any:
@@ -174,14 +203,15 @@ def read_checkpoint_file(path: os.PathLike) -> Any:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            checked = verify_checksum(f, path)
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
-    if not verify_checksum(data, path):
+    if not checked:
         warnings.warn(f"{path} has no checksum (written before checksums, or not by this code); "
                       f"it is read unverified", stacklevel=2)
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
 

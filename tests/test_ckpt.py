@@ -4,6 +4,7 @@ previous file untouched; wrong-typed fields are refused by name."""
 from __future__ import annotations
 
 import errno
+import io
 import warnings
 from pathlib import Path
 
@@ -38,24 +39,32 @@ def test_round_trip_is_exact_and_carries_a_checksum(tmp_path):
     assert torch.equal(plain["state_dict"]["w"], obj["state_dict"]["w"])
 
 
-def test_every_single_byte_flip_is_refused(tmp_path, monkeypatch):
+def test_every_single_byte_flip_is_refused(tmp_path):
+    """Every byte (payload, zip records, the digest itself) through the check load_checkpoint makes
+    first; where it sees no checksum layout (a flipped end-record signature), torch.load must fail;
+    and a sample of the flips end to end through load_checkpoint on disk."""
     save_checkpoint(sample(), tmp_path / "a.pt")
     data = (tmp_path / "a.pt").read_bytes()
-    flipped = {}
-    monkeypatch.setattr(Path, "read_bytes", lambda self: flipped["bytes"])   # no disk I/O per byte
     accepted = []
-    for i in range(len(data)):                           # every byte: payload, zip records, the digest
+    for i in range(len(data)):
         bad = bytearray(data)
         bad[i] ^= 0x10
-        flipped["bytes"] = bytes(bad)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                load_checkpoint(tmp_path / "a.pt")
-            accepted.append(i)
+            if not ckpt_mod.verify_checksum(io.BytesIO(bad), "a.pt"):
+                torch.load(io.BytesIO(bad), weights_only=True)
+                accepted.append(i)
         except CheckpointError as e:
-            assert "a.pt" in str(e) and "\n" not in str(e)
+            assert str(e).startswith("a.pt is corrupt: checksum mismatch") and "\n" not in str(e)
+        except Exception:                                 # torch.load refused it (read_checkpoint_file: one line)
+            pass
     assert accepted == []
+    for i in range(0, len(data), 97):
+        bad = bytearray(data)
+        bad[i] ^= 0x01
+        (tmp_path / "b.pt").write_bytes(bad)
+        with pytest.raises(CheckpointError, match="b.pt"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_checkpoint(tmp_path / "b.pt")
 
 
 def test_a_flipped_weight_byte_says_checksum_mismatch(tmp_path):
@@ -78,14 +87,15 @@ def test_checkpoint_without_checksum_loads_with_one_warning(tmp_path):
     assert len(record) == 1 and torch.equal(back["state_dict"]["w"], obj["state_dict"]["w"])
 
 
-def test_checksum_costs_less_than_the_write_itself(tmp_path):
-    """Not a timing test: the serialized bytes are hashed in memory, so saving reads nothing back."""
-    reads = []
-    real = Path.read_bytes
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Path, "read_bytes", lambda self: reads.append(self) or real(self))
-        save_checkpoint(sample(), tmp_path / "a.pt")
-    assert reads == []
+def test_digest_is_the_sha256_of_the_archive_torch_wrote(tmp_path):
+    """The format, computed independently: strip the comment, zero its length, hash."""
+    import hashlib
+    save_checkpoint(sample(), tmp_path / "a.pt")
+    data = (tmp_path / "a.pt").read_bytes()
+    comment = data[-len(CHECKSUM_TAG) - 64:]
+    archive = data[:-len(comment) - 2] + b"\x00\x00"
+    assert comment == CHECKSUM_TAG + hashlib.sha256(archive).hexdigest().encode()
+    assert data[-len(comment) - 2:-len(comment)] == len(comment).to_bytes(2, "little")
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT])
@@ -94,11 +104,11 @@ def test_write_failure_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, m
     save_checkpoint(sample(), tmp_path / "last.pt")
     before = (tmp_path / "last.pt").read_bytes()
 
-    def failing_write(self, data):
-        with open(self, "wb") as f:
-            f.write(data[:100])                           # part of it landed, then the disk said no
+    def failing_write(obj, tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"PK part of it landed")              # then the disk said no
         raise OSError(code, __import__("os").strerror(code))
-    monkeypatch.setattr(Path, "write_bytes", failing_write)
+    monkeypatch.setattr(ckpt_mod, "_write_with_checksum", failing_write)
     with pytest.raises(WriteError) as e:
         save_checkpoint({**sample(), "epoch": 4}, tmp_path / "last.pt")
     msg = str(e.value)
@@ -111,9 +121,10 @@ def test_write_failure_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, m
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_a_real_disk_full_error_is_one_line(tmp_path, monkeypatch):
     """The case found (torch.save onto a full disk: RuntimeError ... unexpected pos), with the kernel's
-    own ENOSPC: the checkpoint's bytes go to /dev/full, which refuses every write."""
-    real = Path.write_bytes
-    monkeypatch.setattr(Path, "write_bytes", lambda self, data: real(Path("/dev/full"), data))
+    own ENOSPC: torch.save streams into /dev/full, which refuses every write."""
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda f, mode="r", *a, **k: real_open("/dev/full", "wb")
+                        if str(f).endswith(".tmp") else real_open(f, mode, *a, **k))
     with pytest.raises(WriteError, match="cannot write .*last.pt: No space left on device; free some space"):
         save_checkpoint(sample(), tmp_path / "last.pt")
     assert not list(tmp_path.iterdir())
@@ -140,4 +151,4 @@ def test_tiny_garbage_file_is_unreadable_not_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match="cannot read checkpoint"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         load_checkpoint(tmp_path / "a.pt")
-    assert ckpt_mod.verify_checksum(b"x", "a.pt") is False
+    assert ckpt_mod.verify_checksum(io.BytesIO(b"x"), "a.pt") is False
