@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -164,19 +164,22 @@ def command(run: Run, gpus: int) -> List[str]:
     return [*launcher, str(ROOT / "zs_main.py"), *argv]
 
 
-def run_process(cmd: List[str]) -> int:
+def run_process(cmd: List[str], forward: bool = True) -> int:
     """Start one run as a clean process (in the caller's folder) and wait for it; returns its exit code.
-    SIGINT/SIGTERM received meanwhile are forwarded to it; once it has stopped (or been killed after
-    KILL_AFTER_S), SweepInterrupted is raised."""
+    With `forward` (local launch), SIGINT/SIGTERM received meanwhile are forwarded to it; once it has
+    stopped (or been killed after KILL_AFTER_S), SweepInterrupted is raised. A Slurm job leaves
+    signals to Slurm, which signals every process of the job, and to submitit's own handlers."""
+    if not forward:
+        return subprocess.run(cmd).returncode
     received: List[int] = []
     child: List[subprocess.Popen] = []
 
-    def forward(signum, frame) -> None:
+    def pass_on(signum, frame) -> None:
         received.append(signum)
         if child and child[0].poll() is None:
             child[0].send_signal(signum)
     main_thread = threading.current_thread() is threading.main_thread()   # signal handlers live there only
-    old = {s: signal.signal(s, forward) for s in FORWARDED} if main_thread else {}
+    old = {s: signal.signal(s, pass_on) for s in FORWARDED} if main_thread else {}
     try:
         child.append(subprocess.Popen(cmd, **OWN_GROUP))
         if received:                                   # a signal came while the process was starting
@@ -209,7 +212,7 @@ def _wait(proc: subprocess.Popen, received: List[int]) -> int:
 
 def run_command(cmd: List[str]) -> int:
     """The function a submitit job executes on its node: one run, an exception when it fails."""
-    rc = run_process(cmd)
+    rc = run_process(cmd, forward=False)
     if rc != 0:
         raise RuntimeError(f"exit code {rc}: {' '.join(cmd)}")
     return rc

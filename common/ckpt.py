@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, BinaryIO, Dict, Optional, Sequence
 
 import torch
 
@@ -137,7 +137,7 @@ CHUNK = 1 << 22                                   # bytes hashed at a time when 
 class _HashingWriter:
     """What torch.save streams its archive into: the file, with every byte also fed to SHA-256."""
 
-    def __init__(self, f):
+    def __init__(self, f: BinaryIO):
         self.f, self.sha = f, hashlib.sha256()
 
     def write(self, b) -> int:
@@ -162,7 +162,7 @@ def _write_with_checksum(obj: Any, tmp: str) -> None:
         f.write(struct.pack("<H", CHECKSUM_LEN) + CHECKSUM_TAG + sink.sha.hexdigest().encode())
 
 
-def verify_checksum(f, path: os.PathLike) -> bool:
+def verify_checksum(f: BinaryIO, path: os.PathLike) -> bool:
     """Check the open checkpoint file `f`: True when it ends in an archive end record carrying our
     checksum comment and the SHA-256 of the archive as torch wrote it (comment empty) matches;
     CheckpointError when it has that layout and anything differs; False otherwise (no checksum:

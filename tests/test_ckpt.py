@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from common import ckpt as ckpt_mod
-from common.ckpt import (CHECKSUM_TAG, CheckpointError, WriteError, atomic_write, load_checkpoint,
-                         save_checkpoint)
+from common.ckpt import CHECKSUM_TAG, CheckpointError, WriteError, load_checkpoint, save_checkpoint
 from common.runs import UsageError
 
 
