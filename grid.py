@@ -8,6 +8,12 @@ with results.json); a started one is resumed with -rt. Each run is a fresh `zs_m
 launched one after another here (default) or as Slurm jobs through the optional `submitit` package
 (`--slurm`); generator jobs wait for their base job (afterok). The grid ends with the `report` table.
 
+Grid files are checked key by key first (grid_schema.py). Relative paths in a grid file mean what they
+would mean typed in the folder the sweep is started from: `out` and `base_checkpoints` are made
+absolute there, and local runs start in that folder (so do paths inside `flags`). SIGINT/SIGTERM sent
+to a local sweep reach its running run, which saves and stops; the sweep waits for it (at most
+KILL_AFTER_S, then kills it) and exits 130/143, leaving nothing running.
+
 Example:
     python zs_main.py sweep grids/cifar10_table1.json                          # locally, one after another
     python zs_main.py sweep grids/cifar10_table1.json --slurm --partition gpu --gpus 1 --time 2880
@@ -15,22 +21,45 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field, fields
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from config import RUNS_ROOT
+from grid_schema import GridError, check_grid, check_launch_options
 
 ROOT = Path(__file__).resolve().parent
 LAUNCHES = ("local", "slurm", "submitit-local", "submitit-debug")   # the last two: submitit without a cluster
+FORWARDED = (signal.SIGINT, signal.SIGTERM)   # passed on to the running run (local launch)
+KILL_AFTER_S = 60.0                            # how long a stopped run may take to save and exit
+POLL_S = 0.2                                   # how often the wait looks at the clock after a signal
+# a run in its own process group: Ctrl-C on the terminal reaches the sweep only, which forwards it once
+OWN_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
 
 
-class GridError(Exception):
-    """A bad grid file or flag: printed as one line, exit code 2."""
+class SweepInterrupted(Exception):
+    """SIGINT/SIGTERM stopped the sweep; its running run (if any) was stopped too. Exit 128 + signal."""
+
+    def __init__(self, signum: int, run: str = "", code: Optional[int] = None):
+        super().__init__(signum, run, code)
+        self.signum, self.run, self.code = signum, run, code
+
+    def __str__(self) -> str:
+        name = signal.Signals(self.signum).name
+        if not self.run:
+            return f"interrupted by {name}"
+        return (f"interrupted by {name}: run {self.run} was stopped (exit {self.code}); run the same sweep "
+                f"command again to resume it (finished runs are skipped)")
 
 
 @dataclass(frozen=True)
@@ -60,31 +89,28 @@ class Run:
 
 
 def load_grid(path: str) -> Grid:
+    """The grid file at `path`, checked key by key (grid_schema.SCHEMA); one GridError line otherwise."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise GridError(f"grid file {path}: {e}") from None
-    known = {f.name for f in fields(Grid)}
-    if not isinstance(data, dict) or not {"dataset", "archs"} <= set(data):
-        raise GridError(f"grid file {path}: need a JSON object with at least 'dataset' and 'archs'")
-    unknown = sorted(set(data) - known - {"comment"})
-    if unknown:
-        raise GridError(f"grid file {path}: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(known))}")
-    for k, v in data.items():
-        if k not in ("dataset", "out", "base_seed", "base_checkpoints", "comment") and not isinstance(v, list):
-            raise GridError(f"grid file {path}: '{k}' must be a list, got {v!r}")
-    data.pop("comment", None)
-    return Grid(**{k: tuple(str(x) if k.endswith("flags") else x for x in v) if isinstance(v, list) else v
-                   for k, v in data.items()})
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:               # ValueError: not UTF-8, not JSON
+        raise GridError(f"grid file {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    kwargs = check_grid(data, path)
+    kwargs.setdefault("out", os.path.abspath(Grid.out))  # relative to where the sweep is started
+    return Grid(**kwargs)
 
 
 def _parsed(argv: Sequence[str], name: str) -> argparse.Namespace:
-    """The run parser checks every run before anything starts (and supplies defaults such as -E)."""
+    """The run parser checks every run before anything starts (and supplies defaults such as -E);
+    its refusal becomes part of one GridError line."""
     from run_args import build_parser
+    said = io.StringIO()
     try:
-        return build_parser(("train", "transform_eopm_gen")).parse_args(list(argv))
+        with contextlib.redirect_stderr(said):
+            return build_parser(("train", "transform_eopm_gen")).parse_args(list(argv))
     except SystemExit:
-        raise GridError(f"run {name}: the arguments above were refused: {' '.join(argv)}") from None
+        why = [ln.split("error: ", 1)[-1] for ln in said.getvalue().splitlines() if "error: " in ln]
+        raise GridError(f"run {name}: the arguments were refused ({why[-1] if why else 'see above'}): "
+                        f"{' '.join(argv)}") from None
 
 
 def expand(grid: Grid) -> List[Run]:
@@ -135,14 +161,55 @@ def command(run: Run, gpus: int) -> List[str]:
     return [*launcher, str(ROOT / "zs_main.py"), *argv]
 
 
-def run_process(cmd: List[str]) -> int:
-    """Start one run as a clean process and wait for it; returns its exit code."""
-    return subprocess.run(cmd, cwd=ROOT).returncode
+def run_process(cmd: List[str], forward: bool = True) -> int:
+    """Start one run as a clean process (in the caller's folder) and wait for it; returns its exit code.
+    With `forward` (local launch), SIGINT/SIGTERM received meanwhile are forwarded to it; once it has
+    stopped (or been killed after KILL_AFTER_S), SweepInterrupted is raised. A Slurm job leaves
+    signals to Slurm, which signals every process of the job, and to submitit's own handlers."""
+    if not forward:
+        return subprocess.run(cmd).returncode
+    received: List[int] = []
+    child: List[subprocess.Popen] = []
+
+    def pass_on(signum, frame) -> None:
+        received.append(signum)
+        if child and child[0].poll() is None:
+            child[0].send_signal(signum)
+    main_thread = threading.current_thread() is threading.main_thread()   # signal handlers live there only
+    old = {s: signal.signal(s, pass_on) for s in FORWARDED} if main_thread else {}
+    try:
+        child.append(subprocess.Popen(cmd, **OWN_GROUP))
+        if received:                                   # a signal came while the process was starting
+            child[0].send_signal(received[0])
+        code = _wait(child[0], received)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if received:
+        raise SweepInterrupted(received[0], code=code)
+    return code
+
+
+def _wait(proc: subprocess.Popen, received: List[int]) -> int:
+    """proc's exit code; after a forwarded signal, at most KILL_AFTER_S more, then SIGKILL."""
+    deadline = None
+    while True:
+        try:
+            return proc.wait(timeout=POLL_S if received else 1.0)
+        except subprocess.TimeoutExpired:
+            if not received:
+                continue
+            deadline = deadline or time.monotonic() + KILL_AFTER_S
+            if time.monotonic() >= deadline:
+                print(f"[sweep] the run did not stop within {KILL_AFTER_S:g} s of "
+                      f"{signal.Signals(received[0]).name}; killing it", file=sys.stderr, flush=True)
+                proc.kill()
+                return proc.wait()
 
 
 def run_command(cmd: List[str]) -> int:
     """The function a submitit job executes on its node: one run, an exception when it fails."""
-    rc = run_process(cmd)
+    rc = run_process(cmd, forward=False)
     if rc != 0:
         raise RuntimeError(f"exit code {rc}: {' '.join(cmd)}")
     return rc
@@ -158,7 +225,11 @@ def launch_local(stages: List[List[Run]], opts) -> List[str]:
             continue
         cmd = command(run, opts.gpus)
         print(f"[sweep] {run.name}: {' '.join(cmd[1:])}", flush=True)
-        if run_process(cmd) != 0:
+        try:
+            code = run_process(cmd)
+        except SweepInterrupted as e:
+            raise SweepInterrupted(e.signum, run.name, e.code) from None
+        if code != 0:
             print(f"[sweep] {run.name} failed")
             failed.append(run.name)
     return failed
@@ -179,18 +250,10 @@ def launch_submitit(stages: List[List[Run]], opts) -> List[str]:
         if not stage:
             continue
         ex = submitit.AutoExecutor(folder=Path(opts.grid_out) / "submitit" / "%j", cluster=cluster)
-        params = dict(timeout_min=opts.time, gpus_per_node=opts.gpus, tasks_per_node=1,
-                      cpus_per_task=opts.cpus, name="neuralfuse")
-        if cluster == "slurm":
-            extra = dict(kv.split("=", 1) for kv in opts.slurm_extra)
-            waits = sorted({jobs[r.needs].job_id for r in stage if r.needs in jobs})
-            if waits:
-                extra["dependency"] = "afterok:" + ":".join(waits)
-            params.update(slurm_partition=opts.partition, slurm_array_parallelism=opts.array_parallelism,
-                          slurm_additional_parameters=extra)
-        else:                      # no dependencies without Slurm: finish the base runs first
+        if cluster != "slurm":      # no dependencies without Slurm: finish the base runs first
             for job in jobs.values():
                 job.wait()
+        params = job_parameters(stage, opts, cluster, jobs)
         ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
         cmds = [command(r, opts.gpus) for r in stage]
         if opts.array:
@@ -209,6 +272,21 @@ def launch_submitit(stages: List[List[Run]], opts) -> List[str]:
             print(f"[sweep] {name} failed (job {job.job_id}): see {job.paths.stderr}")
             failed.append(name)
     return failed
+
+
+def job_parameters(stage: List[Run], opts, cluster: str, jobs: Dict[str, object]) -> Dict[str, object]:
+    """submitit parameters for a stage (submitit shell-quotes each value in its #SBATCH lines; values
+    with control characters were refused before: grid_schema)."""
+    params = dict(timeout_min=opts.time, gpus_per_node=opts.gpus, tasks_per_node=1,
+                  cpus_per_task=opts.cpus, name="neuralfuse")
+    if cluster == "slurm":
+        extra = dict(kv.split("=", 1) for kv in opts.slurm_extra)
+        waits = sorted({jobs[r.needs].job_id for r in stage if r.needs in jobs})
+        if waits:
+            extra["dependency"] = "afterok:" + ":".join(waits)
+        params.update(slurm_partition=opts.partition, slurm_array_parallelism=opts.array_parallelism,
+                      slurm_additional_parameters=extra)
+    return params
 
 
 LAUNCHERS = {"local": launch_local, "slurm": launch_submitit, "submitit-local": launch_submitit,
@@ -240,9 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _sweep(opts: argparse.Namespace) -> int:
     grid = load_grid(opts.grid)
     opts.grid_out = grid.out
-    bad = [kv for kv in opts.slurm_extra if "=" not in kv]
-    if bad:
-        raise GridError(f"--slurm-extra {bad[0]!r}: give KEY=VALUE, e.g. account=abc")
+    check_launch_options(opts.partition, opts.slurm_extra)
     runs = expand(grid)
     todo = [r for r in runs if status(r) != "done"]
     print(f"[sweep] {opts.grid}: {len(runs)} runs, {len(runs) - len(todo)} done, {len(todo)} to run "
@@ -252,7 +328,11 @@ def _sweep(opts: argparse.Namespace) -> int:
             print(f"  {status(r):7} {r.name}: zs_main.py {' '.join(r.argv)}")
         return 0
     stages = [[r for r in todo if r.stage == s] for s in ("base", "gen")]
-    failed = LAUNCHERS[opts.launch](stages, opts) if todo else []
+    try:
+        failed = LAUNCHERS[opts.launch](stages, opts) if todo else []
+    except SweepInterrupted as e:
+        print(f"zs_main.py sweep: {e}", file=sys.stderr)
+        return 128 + e.signum
     finished = [str(r.run_dir) for r in runs if r.stage == "gen" and status(r) == "done"]
     if finished:
         from eval.report import main as report_main

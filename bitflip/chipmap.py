@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zipfile
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -125,8 +126,9 @@ def read_map(source: str) -> Tuple[np.ndarray, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise FaultMapError(f"{path}: not a readable .npz ({str(e).splitlines()[0]})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:     # EOFError: a 0-byte file
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            raise FaultMapError(f"{path}: not a readable .npz ({why})") from None
         missing = [k for k in ("sa0", "sa1") if k not in arrays]
         if missing:
             raise FaultMapError(f"{path}: no array {' or '.join(missing)} (has {', '.join(arrays)})")

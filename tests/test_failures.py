@@ -62,6 +62,20 @@ def bad_image_gtsrb(dest: Path) -> Path:
     return dest
 
 
+def retyped_run(runs: Path, dest: Path, **fields) -> Path:
+    """A copy of the finished base run whose last.pt has `fields` replaced (types another code wrote)."""
+    shutil.copytree(runs / "base", dest)
+    ckpt = load_checkpoint(dest / "last.pt")
+    save_checkpoint({**ckpt, **fields}, dest / "last.pt")
+    return dest
+
+
+def empty_npz(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "chip.npz").write_bytes(b"")
+    return dest / "chip.npz"
+
+
 def headless_checkpoint(dest: Path, **fields) -> Path:
     save_checkpoint({"kind": "base", "state_dict": {}, **fields}, dest / "odd.pt")
     return dest / "odd.pt"
@@ -85,6 +99,18 @@ CASES = [
     ("-rt other generator", lambda r, c, t: ["vgg11", "transform_eopm_gen", "cifar10", "-rt", "-E", 2, "-N", 1,
                                              "-cp", r / "base" / "best.pt", "-G", "ConvL", "--run-dir", r / "gen",
                                              "--data-root", c, *TINY], "-G (run: ConvS, command: ConvL)"),
+    ("-rt config of another type", lambda r, c, t: ["vgg11", "train", "cifar10", "-rt", "-E", 2, "-LR", 0.01,
+                                                    "--run-dir", retyped_run(r, t / "rt", config=["x"]),
+                                                    "--data-root", c, *TINY], "'config' is list"),
+    ("-rt config section of another type", lambda r, c, t: [
+        "vgg11", "train", "cifar10", "-rt", "-E", 2, "-LR", 0.01, "--data-root", c, *TINY,
+        "--run-dir", retyped_run(r, t / "rt", config={"run": "vgg11"})], "'config.run' is str"),
+    ("-rt epoch of another type", lambda r, c, t: ["vgg11", "train", "cifar10", "-rt", "-E", 2, "-LR", 0.01,
+                                                   "--run-dir", retyped_run(r, t / "rt", epoch="1"),
+                                                   "--data-root", c, *TINY], "'epoch' is str"),
+    ("0-byte .npz fault map", lambda r, c, t: ["vgg11", "transform_eval", "cifar10", "-cp", r / "base" / "best.pt",
+                                               "--fault-model", "chipmap", "--fault-map", empty_npz(t),
+                                               "--run-dir", t / "x", "--data-root", c, *TINY], "chip.npz"),
     ("-LR nan", lambda r, c, t: ["vgg11", "train", "cifar10", "-LR", "nan"], "nan"),
     ("-LR inf", lambda r, c, t: ["vgg11", "train", "cifar10", "-LR", "inf"], "inf"),
     ("-LR negative", lambda r, c, t: ["vgg11", "train", "cifar10", "-LR", "-0.1"], "-0.1"),
@@ -188,12 +214,14 @@ def test_huge_learning_rate_stops_with_one_line(cifar_root, tmp_path, capsys):
     assert not (tmp_path / "r" / "best.pt").exists()
 
 
-def test_resume_repairs_log_and_removes_stale_temps(runs, cifar_root, tmp_path):
+@pytest.mark.parametrize("torn", [b'{"epoch": 1, "tor', b'{"epoch": 2, "val\xff\xfe\x81\xc3('],
+                         ids=["ascii", "non-utf8"])
+def test_resume_repairs_log_and_removes_stale_temps(runs, cifar_root, tmp_path, torn):
     run = tmp_path / "run"
     shutil.copytree(runs / "base", run)
     (run / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     rows = read_jsonl(run / "metrics.jsonl")
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 2) + '{"epoch": 1, "tor')
+    (run / "metrics.jsonl").write_bytes("".join(json.dumps(r) + "\n" for r in rows * 2).encode() + torn)
     assert cli("vgg11", "train", "cifar10", "-rt", "-E", 2, "-LR", 0.01, "--data-root", cifar_root, *TINY,
                "--run-dir", run) == 0
     assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2]
@@ -247,3 +275,70 @@ def test_ctrl_c_message_survives_a_torn_log_line(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3, "tor')
     msg = interrupted_message(tmp_path, trains=True)
     assert "epochs 1-2 are saved" in msg and "-rt" in msg
+
+
+def test_read_jsonl_repairs_a_torn_last_line_and_refuses_a_bad_middle_one(tmp_path):
+    from common.runs import UsageError
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"epoch": 1}\n{"epoch": 2}\n\xff\xfe{"ep\x81')         # non-UTF-8 torn tail
+    assert read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
+    path.write_bytes(b'{"epoch": 1}\n\xff\xfe\n{"epoch": 3}\n')
+    assert read_jsonl(path, skip_bad=True) == [{"epoch": 1}, {"epoch": 3}]
+    with pytest.raises(UsageError, match="metrics.jsonl: line 2 is not a JSON object"):
+        read_jsonl(path)
+    path.write_text('{"epoch": 1}\n[1, 2]\n{"epoch": 3}\n')
+    with pytest.raises(UsageError, match="line 2"):
+        read_jsonl(path)
+
+
+def test_metrics_log_that_is_a_folder_is_one_line(tmp_path):
+    from common.ckpt import WriteError
+    from common.runs import UsageError, append_jsonl
+    (tmp_path / "metrics.jsonl").mkdir()
+    with pytest.raises(UsageError, match="cannot read .*metrics.jsonl: Is a directory"):
+        read_jsonl(tmp_path / "metrics.jsonl")
+    with pytest.raises(WriteError, match="cannot write .*metrics.jsonl: Is a directory"):
+        append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1})
+
+
+def test_disk_full_during_an_append_is_one_line(tmp_path, monkeypatch):
+    from common.ckpt import WriteError
+    from common.runs import append_jsonl
+    real = open
+    monkeypatch.setattr("builtins.open", lambda f, *a, **k: real("/dev/full", "a") if str(f).endswith(".jsonl")
+                        else real(f, *a, **k))
+    with pytest.raises(WriteError, match="metrics.jsonl: No space left on device"):
+        append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1})
+
+
+@pytest.mark.slow
+def test_training_into_a_folder_with_metrics_log_as_a_folder(cifar_root, tmp_path, capsys):
+    (tmp_path / "r" / "metrics.jsonl").mkdir(parents=True)
+    code = cli("vgg11", "train", "cifar10", "-E", 1, "-LR", 0.01, "--data-root", cifar_root, *TINY,
+               "--run-dir", tmp_path / "r")
+    err = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if "error" in ln]
+    assert code == 2 and len(err) == 1 and "metrics.jsonl: Is a directory" in err[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["train", "transform_eval", "resume"])
+def test_read_only_run_folder_is_one_line(mode, runs, cifar_root, tmp_path, capsys, monkeypatch):
+    """EROFS simulated where every file of ours is created (tests run as root, which chmod does not
+    stop): train, transform_eval and -rt each end in one line, the finished run untouched."""
+    import errno
+    from common import ckpt
+    folder = tmp_path / "ro"
+    if mode == "resume":
+        shutil.copytree(runs / "base", folder)
+    before = {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file()}
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(ckpt.tempfile, "mkstemp", read_only)
+    args = {"train": ["train", "-E", 1], "resume": ["train", "-E", 2, "-rt"],
+            "transform_eval": ["transform_eval", "-cp", runs / "base" / "best.pt", "--testing-mode", "clean"]}[mode]
+    code = cli("vgg11", args[0], "cifar10", *args[1:], "-LR", 0.01, "--data-root", cifar_root, *TINY,
+               "--run-dir", folder)
+    err = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if "error" in ln]
+    assert code == 2 and len(err) == 1 and "Read-only file system" in err[0] and str(folder) in err[0], err
+    assert {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file()} == before

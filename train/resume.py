@@ -23,7 +23,7 @@ import torch
 
 from bitflip import FaultConfig
 from common.cli import IGNORED, MAY_CHANGE, MUST_MATCH, flag_of, on_resume, show_value
-from common.ckpt import code_version, load_checkpoint, load_state
+from common.ckpt import CheckpointError, code_version, load_checkpoint, load_state
 from common.runs import UsageError, read_jsonl, write_json, write_jsonl
 from config import RUN_SETTINGS, Configs
 
@@ -47,6 +47,25 @@ def _flat(config: Dict, kind: str) -> Dict[str, object]:
         section, _, only = key.partition(".")
         out.update({f"{section}.{k}": v for k, v in (config.get(section) or {}).items() if not only or k == only})
     return out
+
+
+# what resume reads from last.pt, by type (a file edited or written by other code is refused by key)
+FIELD_TYPES = {"config": dict, "epoch": int, "best": (int, float), "optimizer": dict, "metrics": (dict, type(None))}
+
+
+def check_types(ckpt: Dict, kind: str, path: Path) -> None:
+    """One CheckpointError line naming the first field of `ckpt` (or config section) of the wrong type."""
+    wrong = [(k, v) for k, v in ckpt.items() if k in FIELD_TYPES
+             and (not isinstance(v, FIELD_TYPES[k]) or isinstance(v, bool))]
+    sections = sorted({key.partition(".")[0] for key in RUN_SETTINGS[KIND_MODE[kind]]})
+    wrong += [(f"config.{s}", ckpt["config"][s]) for s in sections if not wrong
+              and not isinstance(ckpt["config"].get(s) or {}, dict)]
+    if not wrong and ckpt["epoch"] < 0:
+        wrong = [("epoch", ckpt["epoch"])]
+    if wrong:
+        key, value = wrong[0]
+        raise CheckpointError(f"{path}: {key!r} is {type(value).__name__} {str(value)[:40]!r}, not what this code "
+                              f"writes; the file was edited or written by other code")
 
 
 def _same(key: str, saved, now) -> bool:
@@ -115,6 +134,7 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     path = run_dir / "last.pt"
     ckpt = load_checkpoint(path, kind=kind, require=("optimizer", "epoch", "best", "config")
                            + (("scheduler",) if scheduler is not None else ()))
+    check_types(ckpt, kind, path)
     refused, changed = compare_settings(ckpt["config"], current or ckpt["config"], kind)
     if refused:
         raise UsageError(f"-rt: the run in {run_dir} differs from this command in {'; '.join(refused)}; "
