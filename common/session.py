@@ -27,6 +27,7 @@ import torch
 from common.ckpt import code_version, remove_stale_temps
 from common.dist import DistInfo, init_distributed, shutdown
 from common.errors import UsageError
+from common.lock import RunLock
 from common.runs import read_jsonl, write_json
 from common.tblog import TensorBoardLog
 
@@ -110,8 +111,8 @@ def prepare_run_dir(path: os.PathLike, force: bool, resume: bool) -> Path:
         raise UsageError(f"--run-dir {path} is a file, not a folder; give a folder path")
     saved = saved_epoch(path)
     taken = run_artefacts(path)
-    if resume and saved is None:
-        raise UsageError(f"-rt: nothing to resume in {path} (no readable {RESUME_FROM}); drop -rt to start a "
+    if resume and not (path / RESUME_FROM).is_file():     # unreadable: train.resume says what is wrong
+        raise UsageError(f"-rt: nothing to resume in {path} (no {RESUME_FROM}); drop -rt to start a "
                          f"new run{' (with -F: the folder holds ' + ', '.join(taken) + ')' if taken else ''}")
     if taken and not resume and not force:
         what = {"done": "a finished run", "partial": f"a run stopped after epoch {saved}",
@@ -240,8 +241,10 @@ class Session:
             raise ValueError("Session.claim needs a resolved run folder (config.Configs.with_run_dir)")
         self.run_dir = Path(folder)
         if self.dist.is_main:
-            # FOLDER LOCK: the lock on the run folder (common/lock.py) is taken here, before the guard
-            # looks at the folder, and handed to self.closing so that leaving the session releases it.
+            if self.run_dir.is_file():
+                raise UsageError(f"--run-dir {self.run_dir} is a file, not a folder; give a folder path")
+            lock = RunLock(self.run_dir).acquire()    # one writer per folder, before the guard looks at it
+            self._closing.callback(lock.release)      # released when the session ends (or the process dies)
             prepare_run_dir(self.run_dir, self.run.force, self.run.resume)
         seed_everything(self.run.seed)
         if self.dist.is_main and not self.run.resume:

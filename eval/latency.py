@@ -120,7 +120,8 @@ def format_latency_table(rows: List[Dict]) -> str:
 def run(cfgs, settings: LatencyConfig = LatencyConfig()) -> int:
     """The `latency` mode: arch, dataset, device from `cfgs`; generators from -G (cfgs.energy.generators,
     'all' for every one); warm-up / repeats / output format from `settings`."""
-    from common.runs import UsageError, resolve_device
+    from common.runs import UsageError
+    from common.session import resolve_device
     device = resolve_device(cfgs.run.device)
     try:
         rows = latency_rows(cfgs.run.arch, list(cfgs.energy.generators), cfgs.data.dataset, device,

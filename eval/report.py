@@ -195,7 +195,7 @@ def generator_params(name: str) -> Optional[int]:
     from generators import get_generator, list_generators
     if name not in list_generators():
         return None
-    return sum(p.numel() for p in get_generator(name).parameters())
+    return sum(p.numel() for p in get_generator(name, input_size=32).parameters())   # UIP: at 32 px
 
 
 def efficiency_ratio(row: Dict) -> Optional[float]:

@@ -17,6 +17,7 @@ import torch
 
 import zs_main
 from common.ckpt import load_checkpoint, save_checkpoint
+from common.lock import LOCK_NAME
 from common.runs import interrupted_message, read_jsonl
 from test_datasets import write_gtsrb
 from train.loop import NonFiniteLoss, TrainingTask, fit, train_one_epoch
@@ -130,7 +131,7 @@ CASES = [
 
 @pytest.mark.parametrize("build, needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(build, needle, runs, cifar_root, tmp_path, capsys):
-    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file() and p.name != LOCK_NAME}
     code = cli(*build(runs, cifar_root, tmp_path))
     err = capsys.readouterr().err.strip()
     lines = [ln for ln in err.replace("\r", "\n").splitlines()          # not warnings, not an epoch's bar
@@ -138,7 +139,8 @@ def test_bad_input_is_one_line_and_exit_2(build, needle, runs, cifar_root, tmp_p
     assert code == 2, err
     assert len(lines) == 1 and "Traceback" not in err, err
     assert needle in lines[0], lines[0]
-    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()} == before, "a finished run changed"
+    after = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file() and p.name != LOCK_NAME}
+    assert after == before, "a finished run changed"      # (the lock file records who asked last)
     assert not (tmp_path / "d" / "PWNED").exists(), "the planted pickle ran a command"
 
 
@@ -161,8 +163,8 @@ def test_transform_eval_with_force_replaces_its_own_results(runs, cifar_root, tm
 
 
 @pytest.mark.parametrize("content, needle", [
-    (b"\xff\xfe\x00binary", "unreadable"), (b"{not json", "unreadable"), (b"[1, 2]", "JSON object"),
-    (b'{"settings": 3}', "'settings'"), (b'{"sweep": [1]}', "'sweep'"),
+    (b"\xff\xfe\x00binary", "unreadable"), (b"{not json", "unreadable"), (b"[1, 2]", "expected an object"),
+    (b'{"settings": 3}', "settings is 3"), (b'{"sweep": [1]}', "sweep[0]"),
 ])
 def test_report_on_a_bad_results_file(content, needle, tmp_path, capsys):
     (tmp_path / "r").mkdir()
@@ -330,7 +332,7 @@ def test_read_only_run_folder_is_one_line(mode, runs, cifar_root, tmp_path, caps
     folder = tmp_path / "ro"
     if mode == "resume":
         shutil.copytree(runs / "base", folder)
-    before = {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file()}
+    before = {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file() and p.name != LOCK_NAME}
 
     def read_only(*a, **k):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
@@ -341,4 +343,4 @@ def test_read_only_run_folder_is_one_line(mode, runs, cifar_root, tmp_path, caps
                "--run-dir", folder)
     err = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if "error" in ln]
     assert code == 2 and len(err) == 1 and "Read-only file system" in err[0] and str(folder) in err[0], err
-    assert {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file()} == before
+    assert {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file() and p.name != LOCK_NAME} == before

@@ -112,7 +112,8 @@ def build_generator(cfgs: Configs, device: torch.device, dist_info: DistInfo
                     ) -> Tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
     """The fresh generator -G (on `device`, NHWC under --channels-last), its Adam optimizer and step schedule."""
     ecfg = cfgs.eopm
-    gen = get_generator(ecfg.generator, bits=cfgs.bits).to(device)
+    size = get_dataset_info(cfgs.data.dataset).image_size          # UIP is one tensor of the input's shape
+    gen = get_generator(ecfg.generator, bits=cfgs.bits, input_size=size).to(device)
     if cfgs.perf.use_channels_last:
         gen = gen.to(memory_format=torch.channels_last)
     if ecfg.sync_bn and dist_info.enabled:
