@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import os
+import warnings
+from fractions import Fraction
+
+import pytest
+import torch
 
 import zs_main
+from common.ckpt import CheckpointError, load_checkpoint
+from models.external import read_float_state_dict
 
 
 def summary(*argv: str) -> str:
@@ -24,3 +31,24 @@ def test_summary_says_where_settings_go_and_never_cp_none(tmp_path):
     assert f"settings go to {os.path.join(str(tmp_path / 'r'), 'args.json')}" in line
     assert "full settings" not in line
     assert "args.json" not in summary("resnet18", "energy", "cifar10")
+
+
+def test_a_file_that_is_no_checkpoint_gets_one_line_without_torch_advice(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# NeuralFuse\nnot a checkpoint\n")
+    for load in (lambda: load_checkpoint(readme, kind="base"), lambda: read_float_state_dict(str(readme))):
+        with pytest.raises(CheckpointError) as e:
+            load()
+        msg = str(e.value)
+        assert msg == f"{readme} is not a checkpoint of this tool (not a torch zip/pickle file)"
+        assert "weights_only" not in msg
+
+
+def test_a_pickle_of_foreign_objects_is_refused_without_torch_advice(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "obj": Fraction(1, 3)}, path)    # a class weights_only refuses
+    with pytest.raises(CheckpointError) as e, warnings.catch_warnings():
+        warnings.simplefilter("ignore")                              # no checksum: torch.save directly
+        load_checkpoint(path)
+    assert "not a checkpoint of this tool" in str(e.value) and "weights_only" not in str(e.value)
+    assert "\n" not in str(e.value)
