@@ -257,13 +257,19 @@ def load_checkpoint(path: os.PathLike, kind: Optional[str] = None, require: Sequ
     if not isinstance(ckpt["state_dict"], dict):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(ckpt['state_dict']).__name__}, not a dict "
                               f"of tensors; the file was not written by this code (or was edited)")
+    check_kind(ckpt, path, kind, require)
+    return ckpt
+
+
+def check_kind(ckpt: Dict[str, Any], path: os.PathLike, kind: Optional[str], require: Sequence[str] = ()) -> None:
+    """One CheckpointError line unless `ckpt` is of `kind` (when given) and has that kind's metadata
+    fields and the extra fields named in `require`."""
     if kind is not None and ckpt.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {ckpt.get('kind', 'unknown')!r} checkpoint, expected a {kind!r} one")
     absent = [f for f in (*REQUIRED_FIELDS.get(kind, ()), *require) if f not in ckpt]
     if absent:
         raise CheckpointError(f"{path} lacks the field(s) {', '.join(absent)}; it was not written by this "
                               f"code's train/transform_eopm_gen modes (or was edited)")
-    return ckpt
 
 
 def load_state(module: Any, state: Dict[str, Any], path: os.PathLike, what: str = "state_dict",

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import zs_main
-from common.ckpt import CheckpointError, load_checkpoint
+from common.ckpt import CheckpointError, load_checkpoint, save_checkpoint
+from common.errors import UsageError
+from models.checkpoint import load_base
 from models.external import read_float_state_dict
 
 
@@ -52,3 +54,16 @@ def test_a_pickle_of_foreign_objects_is_refused_without_torch_advice(tmp_path):
         load_checkpoint(path)
     assert "not a checkpoint of this tool" in str(e.value) and "weights_only" not in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_generator_given_as_base_points_at_g_path(tmp_path):
+    path = tmp_path / "best.pt"
+    save_checkpoint({"kind": "generator", "generator": "ConvL", "arch": "resnet18", "dataset": "cifar10",
+                     "state_dict": {}}, path)
+    with pytest.raises(UsageError) as e:
+        load_base(str(path), "resnet18", "cifar10", 8, torch.device("cpu"), num_classes=10, input_size=32)
+    assert str(e.value) == (f"{path} holds a generator; pass it as --G-path (with --testing-mode generator_base) "
+                            f"and give the base model as -cp")
+    save_checkpoint({"kind": "other", "state_dict": {}}, path)       # other kinds: refused as before
+    with pytest.raises(CheckpointError, match="expected a 'base' one"):
+        load_base(str(path), "resnet18", "cifar10", 8, torch.device("cpu"), num_classes=10, input_size=32)
