@@ -14,7 +14,7 @@ import torch
 import zs_main
 from common.ckpt import CheckpointError, load_checkpoint, save_checkpoint
 from common.errors import UsageError
-from common.runs import LOG_LINES, progress
+from common.runs import LOG_LINES, progress, read_jsonl
 from models.checkpoint import load_base
 from models.external import read_float_state_dict
 
@@ -81,3 +81,45 @@ def test_progress_in_a_log_prints_a_line_every_few_percent(monkeypatch):
         time.sleep(0.0005)                     # 0.2 s in all: the old once-a-minute pace printed none
     updates = [u for u in log.getvalue().split("\r") if "epoch 1/1" in u and "/400" in u]
     assert LOG_LINES - 3 <= len(updates) <= LOG_LINES + 3, updates
+
+
+TINY = ["--train-limit", "20", "--test-limit", "10", "-BS", "10", "-TBS", "10", "--no-download", "--device", "cpu"]
+
+
+def run_cli(*args) -> int:
+    return zs_main.main([str(a) for a in args])
+
+
+@pytest.mark.slow
+def test_rt_on_a_finished_run_does_only_what_is_missing(cifar_root, tmp_path, capsys):
+    base = tmp_path / "base"
+    train = ["vgg11", "train", "cifar10", "-E", 1, "-LR", 0.01, "--run-dir", base, "--data-root", cifar_root, *TINY]
+    assert run_cli(*train) == 0
+    stamp = (base / "last.pt").stat().st_mtime_ns, (base / "args.json").read_text()
+    capsys.readouterr()
+    assert run_cli(*train, "-rt") == 0
+    out = capsys.readouterr().out
+    assert f"-rt: the run in {base} is already complete (1 epochs trained, -E 1); nothing to do" in out
+    assert "resuming" not in out and "done: best.pt" not in out
+    assert ((base / "last.pt").stat().st_mtime_ns, (base / "args.json").read_text()) == stamp
+
+    gen = tmp_path / "gen"
+    eopm = ["vgg11", "transform_eopm_gen", "cifar10", "-cp", base / "best.pt", "-G", "ConvS", "-N", 2, "-E", 1,
+            "--eval-seeds", "1", "--run-dir", gen, "--data-root", cifar_root, *TINY]
+    assert run_cli(*eopm) == 0
+    (gen / "results.json").unlink()
+    last = (gen / "last.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert run_cli(*eopm, "-rt") == 0                    # training done, results missing: the evaluation only
+    out = capsys.readouterr().out
+    assert "is already complete (1 epochs trained, -E 1); results.json is missing: running only the final " \
+           "evaluation" in out
+    assert "resuming" not in out and "epoch 2" not in out
+    assert (gen / "last.pt").stat().st_mtime_ns == last
+    assert (gen / "results.json").is_file()
+    assert [r["epoch"] for r in read_jsonl(gen / "metrics.jsonl")] == [1]
+    written = (gen / "results.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert run_cli(*eopm, "-rt") == 0                    # now complete: nothing is redone
+    assert "nothing to do" in capsys.readouterr().out
+    assert (gen / "results.json").stat().st_mtime_ns == written
