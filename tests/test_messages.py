@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ import zs_main
 from common.ckpt import CheckpointError, load_checkpoint, save_checkpoint
 from common.errors import UsageError
 from common.runs import LOG_LINES, progress, read_jsonl
+from common.tblog import TensorBoardLog
 from models.checkpoint import load_base
 from models.external import read_float_state_dict
 
@@ -123,3 +125,37 @@ def test_rt_on_a_finished_run_does_only_what_is_missing(cifar_root, tmp_path, ca
     assert run_cli(*eopm, "-rt") == 0                    # now complete: nothing is redone
     assert "nothing to do" in capsys.readouterr().out
     assert (gen / "results.json").stat().st_mtime_ns == written
+
+
+def tensorboard_events(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_final_test_numbers_and_samples(cifar_root, tmp_path):
+    base = tmp_path / "base"
+    assert run_cli("vgg11", "train", "cifar10", "-E", 1, "-LR", 0.01, "--run-dir", base, "--data-root", cifar_root,
+                   *TINY) == 0
+    gen = tmp_path / "gen"
+    assert run_cli("vgg11", "transform_eopm_gen", "cifar10", "-cp", base / "best.pt", "-G", "ConvS", "-N", 2, "-E", 1,
+                   "--eval-seeds", "1,2", "--tensorboard", "--run-dir", gen, "--data-root", cifar_root, *TINY) == 0
+    results = json.loads((gen / "results.json").read_text())
+    acc = tensorboard_events(gen / "tensorboard")
+    for tag, key in {"test/CA": "CA", "test/PA": "PA_mean", "test/CA_NF": "CA_NF", "test/PA_NF": "PA_NF_mean",
+                     "test/RP": "RP"}.items():
+        (event,) = acc.Scalars(tag)
+        assert event.step == 1 and event.value == pytest.approx(results[key], abs=1e-4), tag
+    (image,) = acc.Images("test/samples")
+    assert image.step == 1 and image.width > 0 and image.height > 0
+    assert acc.Scalars("train_loss")                   # the per-epoch rows are still there
+
+
+def test_tensorboard_final_skips_missing_numbers(tmp_path):
+    log = TensorBoardLog(tmp_path)
+    log.final({"CA": 91.5, "PA_mean": float("nan")}, step=3)      # clean evaluation: CA only; NaN: nothing
+    log.close()
+    acc = tensorboard_events(tmp_path / "tensorboard")
+    assert acc.Tags()["scalars"] == ["test/CA"] and acc.Scalars("test/CA")[0].value == pytest.approx(91.5)

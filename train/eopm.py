@@ -202,18 +202,22 @@ def run(cfgs: Configs) -> int:
                     "config": cfgs.to_dict()}
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_PA_NF")
-        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch))
+        tb = s.tensorboard(start_epoch)
+        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=tb)
         chosen = load_best(run_dir, "generator", gen, dist_info)     # every rank evaluates it
         if dist_info.is_main:
             why = f"validation PA(NF) {best:.2f}% on monitor seeds {list(ecfg.monitor_seeds)}" \
                 if val_batches else "last epoch"
             print(f"best.pt = epoch {chosen['epoch']} ({why}); final evaluation on the test split over "
                   f"{len(cfgs.eval.seeds)} seeds:")
-        evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
-                     dist_info=dist_info, runner=runner)
+        results = evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
+                               dist_info=dist_info, runner=runner)
         if dist_info.is_main:
             print(f"training curves: {plot_curves(run_dir)}")
-            print(f"samples: {samples_figure(cfgs, base, gen, device, run_dir)}")
+            samples = samples_figure(cfgs, base, gen, device, run_dir)
+            print(f"samples: {samples}")
+            if tb is not None:
+                tb.final(results, chosen["epoch"], samples)
     return 0
 
 
