@@ -159,3 +159,15 @@ def test_tensorboard_final_skips_missing_numbers(tmp_path):
     log.close()
     acc = tensorboard_events(tmp_path / "tensorboard")
     assert acc.Tags()["scalars"] == ["test/CA"] and acc.Scalars("test/CA")[0].value == pytest.approx(91.5)
+
+
+def test_rt_on_a_finished_run_without_best_pt_is_one_line(tmp_path):
+    from train.resume import resume
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    config = {"run": {"arch": "vgg11"}, "train": {"epochs": 2}}
+    save_checkpoint({"kind": "base", "arch": "vgg11", "dataset": "cifar10", "state_dict": model.state_dict(),
+                     "optimizer": opt.state_dict(), "epoch": 2, "best": 50.0, "config": config}, tmp_path / "last.pt")
+    with pytest.raises(UsageError, match="finished its 2 epochs but best.pt is missing"):
+        resume(tmp_path, "base", model, opt, epochs=2)
+    assert resume(tmp_path, "base", model, opt, epochs=3, is_main=False) == (2, 50.0)   # more epochs: resumes

@@ -162,6 +162,9 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     if scheduler is not None:
         load_state(scheduler, ckpt["scheduler"], path, "scheduler state")
     complete = epochs is not None and ckpt["epoch"] >= epochs
+    if complete and not (run_dir / "best.pt").is_file():     # nothing to evaluate or report from
+        raise UsageError(f"-rt: the run in {run_dir} finished its {ckpt['epoch']} epochs but best.pt is missing; "
+                         f"start it again with -F (or raise -E to train more)")
     if is_main:
         print(_complete_line(run_dir, ckpt["epoch"], epochs, evaluates) if complete else
               f"resuming {run_dir} at epoch {ckpt['epoch'] + 1} with its settings: "
