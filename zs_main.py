@@ -13,6 +13,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -138,25 +139,40 @@ def _fault_text(c: Configs, bers: Sequence[float] = ()) -> str:
     return f"{f.model} faults{where}{maps} at BER {','.join(f'{b:g}' for b in (bers or (f.ber,)))}, {f.bits}-bit"
 
 
+def _cp_text(c: Configs) -> str:
+    return f"-cp {c.run.checkpoint}" if c.run.checkpoint else "-cp missing"
+
+
 # What each mode's start-up line shows: only the settings it uses (the full set goes to args.json).
 SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
     "train": lambda c: [_data_text(c), f"-E {c.train.epochs} -LR {c.train.lr:g} -BS {c.data.batch_size}"],
     "transform_eopm_gen": lambda c: [
-        f"-cp {c.run.checkpoint}", f"-G {c.eopm.generator} -N {c.eopm.n_models} -LM {c.eopm.lam:g}", _fault_text(c),
+        _cp_text(c), f"-G {c.eopm.generator} -N {c.eopm.n_models} -LM {c.eopm.lam:g}", _fault_text(c),
         _data_text(c), f"-E {c.eopm.epochs} -LR {c.eopm.lr:g} -BS {c.data.batch_size}",
         f"eval seeds {_seed_text(c.eval.seeds)}"],
     "transform_eval": lambda c: [
-        f"-cp {c.run.checkpoint}", f"testing_mode {c.eval.testing_mode}"
+        _cp_text(c), f"testing_mode {c.eval.testing_mode}"
         + (f", G_PATH {c.eval.g_path}" if c.eval.testing_mode == "generator_base" else ""),
-        _fault_text(c, c.eval.bers), _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
+        # 'clean' measures CA only: no faults to name
+        *([_fault_text(c, c.eval.bers)] if c.eval.testing_mode == "generator_base" else []),
+        _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
     "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
                          f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
 }
 
 
+def _args_path(cfgs: Configs) -> str:
+    """RUN_DIR/args.json; transform_eval's default folder is named after the generator it reads,
+    known only once G_PATH is read, so without --run-dir it is named by what decides it."""
+    if cfgs.run.run_dir or cfgs.run.mode != "transform_eval" or cfgs.eval.testing_mode != "generator_base":
+        return os.path.join(cfgs.with_run_dir().run.run_dir, "args.json")
+    return "args.json in the run folder named after G_PATH's generator"
+
+
 def summary_line(cfgs: Configs) -> str:
-    """One compact line: code version, what runs, and the settings this mode uses."""
-    where = "" if cfgs.run.mode == "energy" else " | full settings: args.json in the run folder"
+    """One compact line: code version, what runs, and the settings this mode uses; for the modes that
+    write a run folder, where their settings go (said before the folder exists: the run may fail first)."""
+    where = "" if cfgs.run.mode == "energy" else f" | settings go to {_args_path(cfgs)}"
     return (f"NeuralFuse {code_version()} | {cfgs.run.arch} {cfgs.run.mode} {cfgs.data.dataset} | "
             + " | ".join(SUMMARIES[cfgs.run.mode](cfgs)) + f" | seed {cfgs.run.seed}, device {cfgs.run.device}"
             + where)

@@ -202,6 +202,7 @@ def read_checkpoint_file(path: os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    check_torch_file(path)                          # before the checksum warning: a text file gets one line
     try:
         with open(path, "rb") as f:
             checked = verify_checksum(f, path)
@@ -210,9 +211,35 @@ def read_checkpoint_file(path: os.PathLike) -> Any:
     if not checked:
         warnings.warn(f"{path} has no checksum (written before checksums, or not by this code); "
                       f"it is read unverified", stacklevel=2)
+    return torch_load(path)
+
+
+# how torch.save's files begin: a zip archive (torch >= 1.6), or a pickle (protocol 2+: 0x80) in the legacy format
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def check_torch_file(path: os.PathLike) -> None:
+    """One CheckpointError line unless `path` begins as torch.save's files do."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if not start.startswith(TORCH_FILE_STARTS):
+        raise CheckpointError(f"{path} is not a checkpoint of this tool (not a torch zip/pickle file)")
+
+
+def torch_load(path: os.PathLike) -> Any:
+    """torch.load(path, weights_only=True) on the CPU, every failure one CheckpointError line naming
+    `path`. A file that is no torch file at all (a text file, an image) is said to be one, and torch's
+    advice to retry with weights_only=False is never passed on: that would run the file's code."""
+    check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            raise CheckpointError(f"{path} is not a checkpoint of this tool (it holds Python objects beyond "
+                                  f"tensors and plain containers; refused unread)") from None
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
@@ -230,13 +257,19 @@ def load_checkpoint(path: os.PathLike, kind: Optional[str] = None, require: Sequ
     if not isinstance(ckpt["state_dict"], dict):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(ckpt['state_dict']).__name__}, not a dict "
                               f"of tensors; the file was not written by this code (or was edited)")
+    check_kind(ckpt, path, kind, require)
+    return ckpt
+
+
+def check_kind(ckpt: Dict[str, Any], path: os.PathLike, kind: Optional[str], require: Sequence[str] = ()) -> None:
+    """One CheckpointError line unless `ckpt` is of `kind` (when given) and has that kind's metadata
+    fields and the extra fields named in `require`."""
     if kind is not None and ckpt.get("kind") != kind:
         raise CheckpointError(f"{path} holds a {ckpt.get('kind', 'unknown')!r} checkpoint, expected a {kind!r} one")
     absent = [f for f in (*REQUIRED_FIELDS.get(kind, ()), *require) if f not in ckpt]
     if absent:
         raise CheckpointError(f"{path} lacks the field(s) {', '.join(absent)}; it was not written by this "
                               f"code's train/transform_eopm_gen modes (or was edited)")
-    return ckpt
 
 
 def load_state(module: Any, state: Dict[str, Any], path: os.PathLike, what: str = "state_dict",

@@ -1,4 +1,5 @@
-"""Optional TensorBoard mirror of metrics.jsonl (`--tensorboard`): one scalar per metric per epoch.
+"""Optional TensorBoard mirror of metrics.jsonl (`--tensorboard`): one scalar per metric per epoch, and
+the final test numbers and samples figure of a transform_eopm_gen run (`final`).
 
 metrics.jsonl stays the source of truth; this only copies each epoch's row (every number in it,
 the learning rate included) into `RUN_DIR/tensorboard/` through `torch.utils.tensorboard`, so runs
@@ -14,12 +15,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional
 
 from common.runs import UsageError
 
 SUBDIR = "tensorboard"
 NOT_LOGGED = {"epoch"}            # the step axis itself
+# the final evaluation's numbers: TensorBoard tag -> results.json key (tags allow no parentheses)
+FINAL_SCALARS = {"test/CA": "CA", "test/PA": "PA_mean", "test/CA_NF": "CA_NF", "test/PA_NF": "PA_NF_mean",
+                 "test/RP": "RP"}
 
 
 class TensorBoardLog:
@@ -41,6 +45,19 @@ class TensorBoardLog:
                 continue
             if math.isfinite(value):
                 self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def final(self, results: Mapping[str, Any], step: int, samples: Optional[os.PathLike] = None) -> None:
+        """The final test numbers (results.json's CA, PA, CA(NF), PA(NF), RP; means over the seeds) as
+        scalars under test/, and the samples figure as an image, at `step` (the evaluated epoch)."""
+        for tag, key in FINAL_SCALARS.items():
+            value = results.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.writer.add_scalar(tag, value, step)
+        if samples is not None and Path(samples).is_file():
+            from matplotlib.image import imread
+            pixels = imread(str(samples))[..., :3]        # (H, W, 3) floats in [0, 1]; alpha dropped
+            self.writer.add_image("test/samples", pixels, step, dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from common.ckpt import CheckpointError, load_checkpoint, load_state
+from common.ckpt import CheckpointError, check_kind, load_checkpoint, load_state
 from common.errors import UsageError
 from models.quant import DEFAULT_BITS
 
@@ -39,7 +39,11 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
     state = read_float_state_dict(path) if is_external(arch) else None
     if state is not None:
         return load_float_base(state, path, arch, bits, device, num_classes, input_size)
-    ckpt = load_checkpoint(path, kind="base")
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") == "generator":     # the usual slip: a transform_eopm_gen run's best.pt
+        raise UsageError(f"{path} holds a generator; pass it as --G-path (with --testing-mode generator_base) "
+                         f"and give the base model as -cp")
+    check_kind(ckpt, path, "base")
     if ckpt.get("arch") != arch or ckpt.get("dataset") != dataset:
         raise UsageError(f"-cp {path} holds a {ckpt.get('arch')} trained on {ckpt.get('dataset')}, but the "
                          f"command asks for {arch} on {dataset}")

@@ -86,14 +86,10 @@ def build_torchvision(arch: str, num_classes: int, image_size: int) -> nn.Module
 def read_float_state_dict(path: str) -> Optional[Dict[str, torch.Tensor]]:
     """The float state_dict in `path`, or None when `path` is one of our base checkpoints (read with
     `load_checkpoint` instead)."""
-    from common.ckpt import CheckpointError
+    from common.ckpt import CheckpointError, torch_load
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
-        raise CheckpointError(f"cannot read {path} as a state_dict: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    obj = torch_load(path)
     if isinstance(obj, dict) and "kind" in obj:
         return None
     for key in ("state_dict", "model"):

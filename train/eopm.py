@@ -39,7 +39,7 @@ from eval.samples import save_samples
 from generators import get_generator
 from models import load_base
 from train.loop import FRESH_START, TrainingTask, fit, load_best, reseed_epoch, train_one_epoch, wrap_ddp
-from train.resume import resume
+from train.resume import nothing_missing, resume
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
               fault: FaultConfig, seeds: Sequence[int], lam: float, batch_models: int = 1,
@@ -161,7 +161,11 @@ def run(cfgs: Configs) -> int:
         if perf.use_channels_last:
             base = base.to(memory_format=torch.channels_last)
         start_epoch, best = resume(run_dir, "generator", gen, opt, sched, current=cfgs.to_dict(),
-                                   is_main=dist_info.is_main) if run_cfg.resume else FRESH_START
+                                   is_main=dist_info.is_main, epochs=ecfg.epochs,
+                                   evaluates=True) if run_cfg.resume else FRESH_START
+        trains = start_epoch < ecfg.epochs        # else -rt on a finished run: at most the final evaluation
+        if not trains and nothing_missing(run_dir, evaluates=True):
+            return 0                              # resume said so
         net, runner = wrap_ddp(gen, device, dist_info), None
         if perf.compile:                          # G (trained) and the base model's passes, compiled
             net, runner = torch.compile(net), WeightedForward(base, compile=True)
@@ -171,7 +175,7 @@ def run(cfgs: Configs) -> int:
             return evaluate_seeds(base, g, val_batches, device, fault, ecfg.monitor_seeds, perf.batch_models,
                                   prefetch_workers=perf.prefetch_workers, runner=runner, **kw)
         frozen = None                             # the base model's CA and PA: they never change
-        if dist_info.is_main:
+        if dist_info.is_main and trains:
             print_ptq_accuracy(run_cfg.arch, cfgs.bits, base, val_batches, device, "validation")
             print(describe_run(cfgs, len(train_loader.dataset), sum(len(y) for _, y in val_batches), dist_info,
                                n_local))
@@ -198,18 +202,22 @@ def run(cfgs: Configs) -> int:
                     "config": cfgs.to_dict()}
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_PA_NF")
-        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch))
+        tb = s.tensorboard(start_epoch)
+        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=tb)
         chosen = load_best(run_dir, "generator", gen, dist_info)     # every rank evaluates it
         if dist_info.is_main:
             why = f"validation PA(NF) {best:.2f}% on monitor seeds {list(ecfg.monitor_seeds)}" \
-                if frozen is not None else "last epoch"
+                if val_batches else "last epoch"
             print(f"best.pt = epoch {chosen['epoch']} ({why}); final evaluation on the test split over "
                   f"{len(cfgs.eval.seeds)} seeds:")
-        evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
-                     dist_info=dist_info, runner=runner)
+        results = evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
+                               dist_info=dist_info, runner=runner)
         if dist_info.is_main:
             print(f"training curves: {plot_curves(run_dir)}")
-            print(f"samples: {samples_figure(cfgs, base, gen, device, run_dir)}")
+            samples = samples_figure(cfgs, base, gen, device, run_dir)
+            print(f"samples: {samples}")
+            if tb is not None:
+                tb.final(results, chosen["epoch"], samples)
     return 0
 
 

@@ -21,7 +21,7 @@ from eval.accuracy import accuracy
 from eval.plots import plot_curves
 from models import base_checkpoint_meta, get_model
 from train.loop import FRESH_START, TrainingTask, fit, load_best, reseed_epoch, train_one_epoch, wrap_ddp
-from train.resume import resume
+from train.resume import nothing_missing, resume
 
 
 def run(cfgs: Configs) -> int:
@@ -39,8 +39,10 @@ def run(cfgs: Configs) -> int:
         model = build_model(run_cfg.arch, info, cfgs.bits, device, perf.use_channels_last, dist_info)
         opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
                               weight_decay=tcfg.weight_decay)
-        start_epoch, best = resume(run_dir, "base", model, opt, current=cfgs.to_dict(),
-                                   is_main=dist_info.is_main) if run_cfg.resume else FRESH_START
+        start_epoch, best = resume(run_dir, "base", model, opt, current=cfgs.to_dict(), is_main=dist_info.is_main,
+                                   epochs=tcfg.epochs) if run_cfg.resume else FRESH_START
+        if start_epoch >= tcfg.epochs and nothing_missing(run_dir, evaluates=False):
+            return 0                              # -rt on a finished run: resume said so
         net = wrap_ddp(model, device, dist_info)
         if perf.compile:
             net = torch.compile(net)  # the training forward/backward; validation runs `model` eagerly

@@ -25,6 +25,7 @@ from bitflip import FaultConfig
 from common.cli import IGNORED, MAY_CHANGE, MUST_MATCH, flag_of, on_resume, show_value
 from common.ckpt import CheckpointError, code_version, load_checkpoint, load_state
 from common.runs import UsageError, read_jsonl, write_json, write_jsonl
+from common.session import RESULTS
 from config import RUN_SETTINGS, Configs
 
 # checkpoint kind -> the mode that trains it; RUN_SETTINGS[mode] names the settings that define its runs
@@ -125,11 +126,28 @@ def repair_metrics(run_dir: Path, finished: int, last_row: Optional[Dict]) -> No
     write_jsonl(path, [rows[e] for e in sorted(rows) if e <= finished])
 
 
+def nothing_missing(run_dir: os.PathLike, evaluates: bool) -> bool:
+    """Whether a run whose training finished has all it writes after: best.pt, and results.json for
+    the modes that end with an evaluation (`evaluates`)."""
+    run_dir = Path(run_dir)
+    return (run_dir / "best.pt").is_file() and (not evaluates or (run_dir / RESULTS).is_file())
+
+
+def _complete_line(run_dir: Path, saved: int, epochs: int, evaluates: bool) -> str:
+    head = f"-rt: the run in {run_dir} is already complete ({saved} epochs trained, -E {epochs})"
+    if nothing_missing(run_dir, evaluates):
+        return f"{head}; nothing to do (raise -E to train more, or -F to start again)"
+    return f"{head}; {RESULTS} is missing: running only the final evaluation"
+
+
 def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, scheduler=None,
-           current: Optional[Dict] = None, is_main: bool = True) -> Tuple[int, float]:
+           current: Optional[Dict] = None, is_main: bool = True, epochs: Optional[int] = None,
+           evaluates: bool = False) -> Tuple[int, float]:
     """Load `run_dir/last.pt` into model/optimizer(/scheduler) after checking that `current` (the
     command's resolved config) describes the same run; returns (first epoch to run, best).
-    Only the main process (`is_main`) talks and tidies the folder."""
+    When last.pt already holds `epochs` (the command's -E) epochs, says in one line that the run is
+    complete and what is left to do (`nothing_missing`; `evaluates`: the mode writes results.json) and
+    leaves args.json as the run wrote it. Only the main process (`is_main`) talks and tidies the folder."""
     run_dir = Path(run_dir)
     path = run_dir / "last.pt"
     ckpt = load_checkpoint(path, kind=kind, require=("optimizer", "epoch", "best", "config")
@@ -143,10 +161,15 @@ def resume(run_dir: os.PathLike, kind: str, model: torch.nn.Module, optimizer, s
     load_state(optimizer, ckpt["optimizer"], path, "optimizer state")
     if scheduler is not None:
         load_state(scheduler, ckpt["scheduler"], path, "scheduler state")
+    complete = epochs is not None and ckpt["epoch"] >= epochs
+    if complete and not (run_dir / "best.pt").is_file():     # nothing to evaluate or report from
+        raise UsageError(f"-rt: the run in {run_dir} finished its {ckpt['epoch']} epochs but best.pt is missing; "
+                         f"start it again with -F (or raise -E to train more)")
     if is_main:
-        print(f"resuming {run_dir} at epoch {ckpt['epoch'] + 1} with its settings: "
+        print(_complete_line(run_dir, ckpt["epoch"], epochs, evaluates) if complete else
+              f"resuming {run_dir} at epoch {ckpt['epoch'] + 1} with its settings: "
               f"{describe(ckpt['config'], kind)}" + (f"; changed: {', '.join(changed)}" if changed else ""))
         repair_metrics(run_dir, ckpt["epoch"], ckpt.get("metrics"))
-        if current is not None:
+        if current is not None and not complete:
             write_json(run_dir / "args.json", {"code_version": code_version(), **current})
     return ckpt["epoch"], ckpt["best"]          # "epoch" = epochs finished = index of the next one
