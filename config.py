@@ -53,6 +53,7 @@ RUN_SETTINGS: Dict[str, Tuple[str, ...]] = {
     "transform_eopm_gen": ("run", "data", "eopm", "fault"),
     "transform_eval": ("run", "data", "eval", "fault"),
     "energy": (),
+    "export": (),
 }
 FOLDER_WORD = 24         # a longer word of a folder name keeps its first characters plus a hash
 FOLDER_NAME = 120        # a longer folder name keeps its start and replaces the settings by one hash
@@ -151,6 +152,8 @@ class RunConfig:
     tensorboard: bool = opt(False, "train / transform_eopm_gen: also write every epoch's metrics for "
                             "TensorBoard (RUN_DIR/tensorboard/; needs `pip install tensorboard`)",
                             flag="--tensorboard", on_resume=MAY_CHANGE)
+    out: Optional[str] = opt(None, "export: the int8 file to write (e.g. m.int8.pt)", flag="--out",
+                             on_resume=IGNORED)
 
 
 @dataclass(frozen=True)
@@ -279,4 +282,5 @@ FOLDER_HEADS: Dict[str, Callable[[Configs, Optional[str]], Tuple[List[str], Tupl
                                         ("eopm.generator", "fault.ber", "fault.model")),
     "transform_eval": _eval_head,
     "energy": lambda c, g: (["energy"], ()),
+    "export": lambda c, g: (["export"], ()),
 }

@@ -83,6 +83,7 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
     n.add_argument("--voltage", default=None, help="chipmap: which voltage's map of each chip folder "
                    "(default: the only one)")
     option(n, RunConfig, "tensorboard")
+    option(n, RunConfig, "out", metavar="FILE")
     option(n, FaultConfig, "bits", type=int, choices=range(2, 9), metavar="B")
     option(n, EvalConfig, "seeds", type=seeds, metavar="SEEDS")
     option(n, EvalConfig, "bers", type=ber_list, metavar="BERS")

@@ -28,7 +28,7 @@ from common.runs import UsageError, interrupted_message
 from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
                     TrainConfig)
 from datasets import DataMissingError
-from eval import energy_mode, neuralfuse, report
+from eval import energy_mode, export_mode, neuralfuse, report
 from generators import list_generators
 from train import eopm, qat
 from train.loop import NonFiniteLoss
@@ -39,6 +39,7 @@ MODES: Dict[str, Callable[[Configs], int]] = {
     "transform_eopm_gen": eopm.run,
     "transform_eval": neuralfuse.run,
     "energy": energy_mode.run,
+    "export": export_mode.run,
 }
 
 
@@ -149,6 +150,7 @@ SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
         f"-cp {c.run.checkpoint}", f"testing_mode {c.eval.testing_mode}"
         + (f", G_PATH {c.eval.g_path}" if c.eval.testing_mode == "generator_base" else ""),
         _fault_text(c, c.eval.bers), _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
+    "export": lambda c: [f"-cp {c.run.checkpoint}", f"--out {c.run.out}", f"{c.fault.bits}-bit"],
     "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
                          f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
 }
@@ -156,7 +158,7 @@ SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
 
 def summary_line(cfgs: Configs) -> str:
     """One compact line: code version, what runs, and the settings this mode uses."""
-    where = "" if cfgs.run.mode == "energy" else " | full settings: args.json in the run folder"
+    where = "" if cfgs.run.mode in ("energy", "export") else " | full settings: args.json in the run folder"
     return (f"NeuralFuse {code_version()} | {cfgs.run.arch} {cfgs.run.mode} {cfgs.data.dataset} | "
             + " | ".join(SUMMARIES[cfgs.run.mode](cfgs)) + f" | seed {cfgs.run.seed}, device {cfgs.run.device}"
             + where)
