@@ -152,6 +152,9 @@ class RunConfig:
     tensorboard: bool = opt(False, "train / transform_eopm_gen: also write every epoch's metrics for "
                             "TensorBoard (RUN_DIR/tensorboard/; needs `pip install tensorboard`)",
                             flag="--tensorboard", on_resume=MAY_CHANGE)
+    max_minutes: Optional[float] = opt(None, "train / transform_eopm_gen: start no epoch that would end past M "
+                                       "minutes of training in this call; -rt continues later", flag="--max-minutes",
+                                       on_resume=MAY_CHANGE, show="no limit")
     out: Optional[str] = opt(None, "export: the int8 file to write (e.g. m.int8.pt)", flag="--out",
                              on_resume=IGNORED)
 

@@ -84,6 +84,7 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
                    "(default: the only one)")
     option(n, RunConfig, "tensorboard")
     option(n, RunConfig, "out", metavar="FILE")
+    option(n, RunConfig, "max_minutes", type=real(0.0, False, "a finite number of minutes > 0"), metavar="M")
     option(n, FaultConfig, "bits", type=int, choices=range(2, 9), metavar="B")
     option(n, EvalConfig, "seeds", type=seeds, metavar="SEEDS")
     option(n, EvalConfig, "bers", type=ber_list, metavar="BERS")

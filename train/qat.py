@@ -68,7 +68,8 @@ def run(cfgs: Configs) -> int:
                     "best": best_acc, "metrics": metrics, "config": cfgs.to_dict()}
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_acc")
-        best = fit(task, run_dir, tcfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch))
+        best = fit(task, run_dir, tcfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch),
+                   max_minutes=run_cfg.max_minutes)
         if dist_info.is_main:
             print(f"training curves: {plot_curves(run_dir)}")
             chosen = load_best(run_dir, "base", model)
