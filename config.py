@@ -86,11 +86,30 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Base-model QAT (docs/DESIGN.md §4): SGD momentum 0.9, no weight decay, no schedule."""
+    """Base-model QAT (docs/DESIGN.md §4). The defaults are the `paper` recipe: SGD momentum 0.9, no
+    weight decay, no schedule; `--recipe fast` sets the fields RECIPES names (train/qat.py)."""
     epochs: int = opt(EPOCHS, "epochs", flag="-E", on_resume=MAY_CHANGE)
     lr: float = opt(LR, "learning rate (SGD for train, Adam for transform_eopm_gen)", flag="-LR", folder="lr{}")
+    recipe: str = opt("paper", "train: QAT recipe; fast = Nesterov SGD, weight decay, label smoothing, one-cycle "
+                      "LR, -BS 512 -E 40 -LR 0.2 (and --amp --compile --device-data on on CUDA); flags you give "
+                      "win (train/qat.py)", flag="--recipe", folder="{}")
     momentum: float = 0.9
     weight_decay: float = 0.0
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    schedule: str = "none"                        # "none" or "onecycle" (OneCycleLR, max lr -LR, per batch)
+
+
+# --recipe NAME -> {"section.field": value}: the settings it changes; the keys of flagged settings (-E,
+# -LR, -BS, ...) are only defaults that an explicit flag overrides, CUDA_ONLY ones apply on CUDA only.
+RECIPES: Dict[str, Dict[str, Any]] = {
+    "paper": {},
+    "fast": {"train.nesterov": True, "train.weight_decay": 5e-4, "train.label_smoothing": 0.1,
+             "train.schedule": "onecycle", "train.epochs": 40, "train.lr": 0.2, "data.batch_size": 512,
+             "perf.amp": True, "perf.compile": True, "perf.device_data": "on"},
+}
+RECIPE_CUDA_ONLY = ("perf.amp", "perf.compile", "perf.device_data")
+RECIPE_LR_BATCH = 512     # a recipe's -LR is for this batch; another explicit -BS scales it linearly
 
 
 @dataclass(frozen=True)
@@ -280,7 +299,8 @@ def _eval_head(c: Configs, generator: Optional[str]) -> Tuple[List[str], Tuple[s
 
 # mode -> (the words a default folder name starts with, the settings those words already name)
 FOLDER_HEADS: Dict[str, Callable[[Configs, Optional[str]], Tuple[List[str], Tuple[str, ...]]]] = {
-    "train": lambda c, g: (["qat"], ()),
+    "train": lambda c, g: (["qat"], ("train.nesterov", "train.weight_decay", "train.label_smoothing",
+                                     "train.schedule")),           # named by --recipe
     "transform_eopm_gen": lambda c, g: ([c.eopm.generator, f"ber{c.fault.ber:g}", c.fault.model],
                                         ("eopm.generator", "fault.ber", "fault.model")),
     "transform_eval": _eval_head,

@@ -82,7 +82,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
     return Configs(
         run=RunConfig(**values_from(RunConfig, args)),
         data=DataConfig(**values_from(DataConfig, args)),
-        train=TrainConfig(**values_from(TrainConfig, args)),
+        train=TrainConfig(**values_from(TrainConfig, args, **{k.partition(".")[2]: v for k, v in
+                                                              args.recipe_settings.items() if k.startswith("train.")})),
         eopm=EOPMConfig(**values_from(EOPMConfig, args, generator=generators[0], **seeds.get("eopm", {}))),
         fault=fault,
         eval=EvalConfig(**values_from(
