@@ -17,8 +17,8 @@ from common.cli import OneLineParser, dest_of, field_default, field_of, flag_of,
 from common.cli_types import ber_list, bit_error_rate, positive, real, seed_in, seeds
 from common.registry import UnknownName
 from common.runs import UsageError
-from config import (RECIPE_CUDA_ONLY, RECIPE_LR_BATCH, RECIPES, TESTING_MODES, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
-                    TrainConfig)
+from config import (RECIPE_CUDA_ONLY, RECIPE_LR_BATCH, RECIPES, TESTING_MODES, DataConfig, EnergyConfig,
+                    EOPMConfig, EvalConfig, PerfConfig, RunConfig, TrainConfig)
 from datasets import list_datasets
 from generators import list_generators
 from models import EXTERNAL_PREFIX, check_arch, list_models
