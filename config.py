@@ -299,8 +299,7 @@ def _eval_head(c: Configs, generator: Optional[str]) -> Tuple[List[str], Tuple[s
 
 # mode -> (the words a default folder name starts with, the settings those words already name)
 FOLDER_HEADS: Dict[str, Callable[[Configs, Optional[str]], Tuple[List[str], Tuple[str, ...]]]] = {
-    "train": lambda c, g: (["qat"], ("train.nesterov", "train.weight_decay", "train.label_smoothing",
-                                     "train.schedule")),           # named by --recipe
+    "train": lambda c, g: (["qat"], ()),
     "transform_eopm_gen": lambda c, g: ([c.eopm.generator, f"ber{c.fault.ber:g}", c.fault.model],
                                         ("eopm.generator", "fault.ber", "fault.model")),
     "transform_eval": _eval_head,
