@@ -53,6 +53,7 @@ RUN_SETTINGS: Dict[str, Tuple[str, ...]] = {
     "transform_eopm_gen": ("run", "data", "eopm", "fault"),
     "transform_eval": ("run", "data", "eval", "fault"),
     "energy": (),
+    "export": (),
 }
 FOLDER_WORD = 24         # a longer word of a folder name keeps its first characters plus a hash
 FOLDER_NAME = 120        # a longer folder name keeps its start and replaces the settings by one hash
@@ -85,11 +86,30 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Base-model QAT (docs/DESIGN.md §4): SGD momentum 0.9, no weight decay, no schedule."""
+    """Base-model QAT (docs/DESIGN.md §4). The defaults are the `paper` recipe: SGD momentum 0.9, no
+    weight decay, no schedule; `--recipe fast` sets the fields RECIPES names (train/qat.py)."""
     epochs: int = opt(EPOCHS, "epochs", flag="-E", on_resume=MAY_CHANGE)
     lr: float = opt(LR, "learning rate (SGD for train, Adam for transform_eopm_gen)", flag="-LR", folder="lr{}")
+    recipe: str = opt("paper", "train: QAT recipe; fast = Nesterov SGD, weight decay, label smoothing, one-cycle "
+                      "LR, -BS 512 -E 40 -LR 0.2 (and --amp --compile --device-data on on CUDA); flags you give "
+                      "win (train/qat.py)", flag="--recipe", folder="{}")
     momentum: float = 0.9
     weight_decay: float = 0.0
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    schedule: str = "none"                        # "none" or "onecycle" (OneCycleLR, max lr -LR, per batch)
+
+
+# --recipe NAME -> {"section.field": value}: the settings it changes; the keys of flagged settings (-E,
+# -LR, -BS, ...) are only defaults that an explicit flag overrides, CUDA_ONLY ones apply on CUDA only.
+RECIPES: Dict[str, Dict[str, Any]] = {
+    "paper": {},
+    "fast": {"train.nesterov": True, "train.weight_decay": 5e-4, "train.label_smoothing": 0.1,
+             "train.schedule": "onecycle", "train.epochs": 40, "train.lr": 0.2, "data.batch_size": 512,
+             "perf.amp": True, "perf.compile": True, "perf.device_data": "on"},
+}
+RECIPE_CUDA_ONLY = ("perf.amp", "perf.compile", "perf.device_data")
+RECIPE_LR_BATCH = 512     # a recipe's -LR is for this batch; another explicit -BS scales it linearly
 
 
 @dataclass(frozen=True)
@@ -151,6 +171,11 @@ class RunConfig:
     tensorboard: bool = opt(False, "train / transform_eopm_gen: also write every epoch's metrics for "
                             "TensorBoard (RUN_DIR/tensorboard/; needs `pip install tensorboard`)",
                             flag="--tensorboard", on_resume=MAY_CHANGE)
+    max_minutes: Optional[float] = opt(None, "train / transform_eopm_gen: start no epoch that would end past M "
+                                       "minutes of training in this call; -rt continues later", flag="--max-minutes",
+                                       on_resume=MAY_CHANGE, show="no limit")
+    out: Optional[str] = opt(None, "export: the int8 file to write (e.g. m.int8.pt)", flag="--out",
+                             on_resume=IGNORED)
 
 
 @dataclass(frozen=True)
@@ -279,4 +304,5 @@ FOLDER_HEADS: Dict[str, Callable[[Configs, Optional[str]], Tuple[List[str], Tupl
                                         ("eopm.generator", "fault.ber", "fault.model")),
     "transform_eval": _eval_head,
     "energy": lambda c, g: (["energy"], ()),
+    "export": lambda c, g: (["export"], ()),
 }

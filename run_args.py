@@ -10,15 +10,15 @@ Example:
 from __future__ import annotations
 
 import argparse
-from typing import Mapping, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
 from bitflip import FaultConfig, list_fault_models
-from common.cli import OneLineParser, option
+from common.cli import OneLineParser, dest_of, field_default, field_of, flag_of, option
 from common.cli_types import ber_list, bit_error_rate, positive, real, seed_in, seeds
 from common.registry import UnknownName
 from common.runs import UsageError
-from config import (TESTING_MODES, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
-                    TrainConfig)
+from config import (RECIPE_CUDA_ONLY, RECIPE_LR_BATCH, RECIPES, TESTING_MODES, DataConfig, EnergyConfig,
+                    EOPMConfig, EvalConfig, PerfConfig, RunConfig, TrainConfig)
 from datasets import list_datasets
 from generators import list_generators
 from models import EXTERNAL_PREFIX, check_arch, list_models
@@ -36,6 +36,50 @@ def _arch(text: str) -> str:
                                          if not text.startswith(EXTERNAL_PREFIX) else str(e)) from None
 
 
+_SECTIONS = {"train": TrainConfig, "data": DataConfig, "perf": PerfConfig}
+_UNSET = object()        # an option the user did not give (argparse keeps a value already in the namespace)
+
+
+class RunParser(OneLineParser):
+    """The run parser; after parsing it applies --recipe: each setting the recipe names takes the
+    recipe's value unless the user gave its flag (RECIPES in config.py)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        preset = {key: field_of(_SECTIONS[key.partition(".")[0]], key.partition(".")[2])
+                  for recipe in RECIPES.values() for key in recipe}
+        flagged = {key: dest_of(f) for key, f in preset.items() if flag_of(f)}
+        namespace = namespace or argparse.Namespace(**{dest: _UNSET for dest in flagged.values()})
+        ns, rest = super().parse_known_args(args, namespace)
+        given = {key for key, dest in flagged.items() if getattr(ns, dest) is not _UNSET}
+        for key, dest in flagged.items():          # first every flag's own default, then the recipe's
+            if key not in given:
+                section, _, name = key.partition(".")
+                setattr(ns, dest, field_default(_SECTIONS[section], name))
+        if ns.recipe != "paper" and ns.mode != "train":
+            self.error(f"--recipe {ns.recipe} applies to the train mode only, not {ns.mode}")
+        ns.recipe_settings = recipe_settings(ns, given)
+        for key, value in ns.recipe_settings.items():
+            if key in flagged:
+                setattr(ns, flagged[key], value)
+        return ns, rest
+
+
+def recipe_settings(ns: argparse.Namespace, given: Sequence[str]) -> Dict[str, Any]:
+    """{"section.field": value} that `ns.recipe` sets, leaving out the settings the user gave (`given`)
+    and, off CUDA, the CUDA-only ones; the recipe's -LR is scaled to an explicit -BS."""
+    out = {k: v for k, v in RECIPES[ns.recipe].items() if k not in given}
+    if not _on_cuda(getattr(ns, "device", "auto")):
+        out = {k: v for k, v in out.items() if k not in RECIPE_CUDA_ONLY}
+    if "train.lr" in out and "data.batch_size" in given:
+        out["train.lr"] = out["train.lr"] * ns.BS / RECIPE_LR_BATCH
+    return out
+
+
+def _on_cuda(device: str) -> bool:
+    import torch
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 def _usage(subcommands: Mapping[str, str]) -> str:
     lines = ["%(prog)s ARCH MODE DATASET [options]"]
     lines += [f"       %(prog)s {name} {usage}" for name, usage in subcommands.items()]
@@ -45,7 +89,7 @@ def _usage(subcommands: Mapping[str, str]) -> str:
 def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> OneLineParser:
     """The parser of a run in one of `modes`; `subcommands` (name -> its arguments and purpose) are
     listed in the usage, since zs_main.py dispatches them before this parser sees them."""
-    p = OneLineParser(prog="zs_main.py", usage=_usage(subcommands),
+    p = RunParser(prog="zs_main.py", usage=_usage(subcommands),
                       description="NeuralFuse: train, protect and evaluate 8-bit classifiers under low-voltage "
                                   "SRAM bit errors." + (" Each subcommand has its own -h." if subcommands else ""))
     option(p, RunConfig, "arch", type=_arch, help=", ".join(list_models()) + f", or {EXTERNAL_PREFIX}NAME (any "
@@ -60,6 +104,7 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
     option(g, RunConfig, "force")
     option(g, TrainConfig, "epochs", type=positive, metavar="N")
     option(g, TrainConfig, "lr", type=real(0.0, False, "a finite learning rate > 0"), metavar="LR")
+    option(g, TrainConfig, "recipe", choices=list(RECIPES))
     option(g, EOPMConfig, "lam", type=real(0.0, True, "a finite λ >= 0"), metavar="LAMBDA")
     option(g, EOPMConfig, "n_models", type=positive, metavar="N")
     option(g, DataConfig, "batch_size", type=positive, metavar="N")
@@ -83,6 +128,8 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
     n.add_argument("--voltage", default=None, help="chipmap: which voltage's map of each chip folder "
                    "(default: the only one)")
     option(n, RunConfig, "tensorboard")
+    option(n, RunConfig, "out", metavar="FILE")
+    option(n, RunConfig, "max_minutes", type=real(0.0, False, "a finite number of minutes > 0"), metavar="M")
     option(n, FaultConfig, "bits", type=int, choices=range(2, 9), metavar="B")
     option(n, EvalConfig, "seeds", type=seeds, metavar="SEEDS")
     option(n, EvalConfig, "bers", type=ber_list, metavar="BERS")

@@ -29,7 +29,7 @@ from common.runs import UsageError, interrupted_message
 from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
                     TrainConfig)
 from datasets import DataMissingError
-from eval import energy_mode, neuralfuse, report
+from eval import energy_mode, export_mode, neuralfuse, report
 from generators import list_generators
 from train import eopm, qat
 from train.loop import NonFiniteLoss
@@ -40,6 +40,7 @@ MODES: Dict[str, Callable[[Configs], int]] = {
     "transform_eopm_gen": eopm.run,
     "transform_eval": neuralfuse.run,
     "energy": energy_mode.run,
+    "export": export_mode.run,
 }
 
 
@@ -82,7 +83,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
     return Configs(
         run=RunConfig(**values_from(RunConfig, args)),
         data=DataConfig(**values_from(DataConfig, args)),
-        train=TrainConfig(**values_from(TrainConfig, args)),
+        train=TrainConfig(**values_from(TrainConfig, args, **{k.partition(".")[2]: v for k, v in
+                                                              args.recipe_settings.items() if k.startswith("train.")})),
         eopm=EOPMConfig(**values_from(EOPMConfig, args, generator=generators[0], **seeds.get("eopm", {}))),
         fault=fault,
         eval=EvalConfig(**values_from(
@@ -156,6 +158,7 @@ SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
         # 'clean' measures CA only: no faults to name
         *([_fault_text(c, c.eval.bers)] if c.eval.testing_mode == "generator_base" else []),
         _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
+    "export": lambda c: [f"-cp {c.run.checkpoint}", f"--out {c.run.out}", f"{c.fault.bits}-bit"],
     "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
                          f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
 }
@@ -172,7 +175,7 @@ def _args_path(cfgs: Configs) -> str:
 def summary_line(cfgs: Configs) -> str:
     """One compact line: code version, what runs, and the settings this mode uses; for the modes that
     write a run folder, where their settings go (said before the folder exists: the run may fail first)."""
-    where = "" if cfgs.run.mode == "energy" else f" | settings go to {_args_path(cfgs)}"
+    where = "" if cfgs.run.mode in ("energy", "export") else f" | settings go to {_args_path(cfgs)}"
     return (f"NeuralFuse {code_version()} | {cfgs.run.arch} {cfgs.run.mode} {cfgs.data.dataset} | "
             + " | ".join(SUMMARIES[cfgs.run.mode](cfgs)) + f" | seed {cfgs.run.seed}, device {cfgs.run.device}"
             + where)

@@ -8,7 +8,7 @@ Three stages, each a `zs_main.py` command whose output is shown and logged:
 3. the row beside the paper's, and PA(NF) per epoch.
 
 Everything a later box needs goes to one folder (--out) of at most MAX_FILES files, none over
-MAX_FILE_MB: the int8 base model, the EOPM run (checkpoints, log, settings) as one tar, the results,
+MAX_FILE_MB: the int8 base model, the EOPM run (last.pt, log, settings) as one tar and its best.pt, the results,
 the row, the curves and one archive of the logs. Run again with that folder on another box and it
 reuses the base model and resumes the EOPM where it stopped (-rt), so several short calls add up to
 the paper's epochs (--epochs, 150 by default).
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from common.runs import read_jsonl
-from eval.paper import CLEAN_ACC, PA_WITHOUT_NF, WITH_NF
+from eval.paper import paper_numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,9 +41,10 @@ EVAL_RESERVE_MIN = 1.5                  # minutes kept for the final 10-seed eva
 DRY = {"device": "cpu", "limits": ["--train-limit", "200", "--val-size", "40", "--test-limit", "100"],
        "qat": ["-E", "1", "-BS", "50"], "eopm": ["-N", "2", "-BS", "50", "--eval-seeds", "50000:50002"]}
 # files of --out (each must stay under MAX_FILE_MB)
-BASE, EOPM_TAR, RESULTS, ROW, CURVES, LOGS = ("base.int8.pt", "eopm_run.tar", "results.json", "row.md",
-                                              "curves.png", "logs.tar.gz")
-EOPM_KEEP = ("last.pt", "best.pt", "metrics.jsonl", "args.json")   # what -rt needs on the next box
+BASE, EOPM_TAR, EOPM_BEST, RESULTS, ROW, CURVES, LOGS = (
+    "base.int8.pt", "eopm_run.tar", "eopm_best.pt", "results.json", "row.md", "curves.png", "logs.tar.gz")
+EOPM_KEEP = ("last.pt", "metrics.jsonl", "args.json")   # what -rt needs on the next box, besides best.pt
+# best.pt travels as its own file: once it is an older epoch than last.pt, both in one tar pass MAX_FILE_MB
 
 
 class Stage:
@@ -72,10 +73,10 @@ class Stage:
 
 
 def paper_row() -> Dict[str, float]:
-    ca_nf, (pa_nf, pa_nf_std) = WITH_NF[(DATASET, ARCH, BER)][GEN]
-    pa, pa_std = PA_WITHOUT_NF[(DATASET, BER)][ARCH]
-    return {"CA": CLEAN_ACC[DATASET][ARCH], "PA_mean": pa, "PA_std": pa_std, "CA_NF": ca_nf,
-            "PA_NF_mean": pa_nf, "PA_NF_std": pa_nf_std, "RP": round(pa_nf - pa, 1)}
+    """The paper's numbers for this row (eval/paper.py: CA, PA_mean/std, CA_NF, PA_NF_mean/std, RP)."""
+    numbers = paper_numbers(ARCH, DATASET, GEN, BER)
+    assert numbers is not None, "eval/paper.py lost Table 12's CIFAR-10 ResNet18 + ConvL row"
+    return numbers
 
 
 def row_text(ours: Dict, epochs: List[Dict], minutes: float, device: str) -> str:
@@ -101,6 +102,8 @@ def pack_eopm(run_dir: Path, out: Path) -> None:
             if (run_dir / name).is_file():
                 tar.add(run_dir / name, arcname=name)
     os.replace(tmp, out / EOPM_TAR)
+    shutil.copyfile(run_dir / "best.pt", out / f".{EOPM_BEST}.tmp")
+    os.replace(out / f".{EOPM_BEST}.tmp", out / EOPM_BEST)
 
 
 def unpack_eopm(out: Path, run_dir: Path) -> bool:
@@ -116,6 +119,8 @@ def unpack_eopm(out: Path, run_dir: Path) -> bool:
             tar.extractall(run_dir, members=members, filter="data")
         except TypeError:                         # Python without extraction filters: names checked above
             tar.extractall(run_dir, members=members)
+    if (out / EOPM_BEST).is_file():
+        shutil.copyfile(out / EOPM_BEST, run_dir / "best.pt")
     return True
 
 

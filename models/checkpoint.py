@@ -30,9 +30,11 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
     `num_classes` and `input_size` (pixels per side) are the dataset's, given by the caller (a model
     knows no data): a float state_dict is built for them; our checkpoints record their own class count.
     Checkpoints written before --bits existed hold no 'bits' entry: they are DEFAULT_BITS (8-bit).
+    An int8 export (models/export.py) loads as its float weights q·Δ.
     For ARCH = torchvision:NAME, `path` may also be a plain float state_dict (models/external.py).
     """
     from models import get_model
+    from models.export import float_state_dict
     from models.external import is_external, load_float_base, read_float_state_dict
     if not path:
         raise UsageError("-cp is required: give the base-model checkpoint (a train run's best.pt)")
@@ -53,5 +55,5 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
     if not isinstance(ckpt.get("num_classes"), int):
         raise CheckpointError(f"{path} does not record its class count ('num_classes'); retrain it")
     model = get_model(arch, ckpt["num_classes"], bits, input_size=input_size)
-    load_state(model, ckpt["state_dict"], path)
+    load_state(model, float_state_dict(ckpt, bits, path), path)   # an int8 export: q·Δ per layer
     return model.to(device).eval().requires_grad_(False)

@@ -64,3 +64,51 @@ def test_export_at_other_precision_is_refused(tmp_path):
     save_checkpoint(export_int8(model, base_checkpoint_meta("vgg11", "cifar10", 10, 4)), path)
     with pytest.raises(CheckpointError, match="re-quantize"):
         float_state_dict(load_checkpoint(path), 8, path)
+
+
+TINY = ["--train-limit", "100", "--test-limit", "50", "-BS", "25", "-TBS", "25", "--no-download",
+        "--device", "cpu"]
+
+
+def _cli(*args) -> int:
+    import zs_main
+    return zs_main.main([str(a) for a in args])
+
+
+def _numbers(run_dir):
+    import json
+    res = json.loads((run_dir / "results.json").read_text())
+    return {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+@pytest.mark.slow
+def test_export_mode_evaluates_like_its_checkpoint(cifar_root, tmp_path):
+    data = ["--data-root", cifar_root, *TINY]
+    assert _cli("vgg11", "train", "cifar10", "-E", 1, "-LR", 0.01, "--run-dir", tmp_path / "base", *data) == 0
+    best, out = tmp_path / "base" / "best.pt", tmp_path / "m.int8.pt"
+    assert _cli("vgg11", "export", "cifar10", "-cp", best, "--out", out, *data) == 0
+    assert load_checkpoint(out, kind="base")["format"] == "int8"
+    assert out.stat().st_size < 0.3 * best.stat().st_size
+    assert _cli("vgg11", "export", "cifar10", "-cp", best, "--out", out, *data) == 2    # exists, no -F
+    numbers = []
+    for name, cp in (("float", best), ("int8", out)):
+        assert _cli("vgg11", "transform_eval", "cifar10", "-cp", cp, "--testing-mode", "clean",
+                    "--run-dir", tmp_path / f"eval_{name}", *data) == 0
+        numbers.append(_numbers(tmp_path / f"eval_{name}"))
+    assert numbers[0] and numbers[0] == numbers[1]
+    eopm = ["vgg11", "transform_eopm_gen", "cifar10", "-G", "ConvS", "-N", 2, "-E", 1, "--eval-seeds", "1"]
+    for name, cp in (("float", best), ("int8", out)):
+        assert _cli(*eopm, "-cp", cp, "--run-dir", tmp_path / f"eopm_{name}", *data) == 0
+    a, b = (load_checkpoint(tmp_path / f"eopm_{r}" / "last.pt") for r in ("float", "int8"))
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert _numbers(tmp_path / "eopm_float") and _numbers(tmp_path / "eopm_float") == _numbers(tmp_path / "eopm_int8")
+
+
+def test_export_without_out_is_a_usage_error(tmp_path):
+    from common.runs import UsageError
+    from eval import export_mode
+    import zs_main
+    args = zs_main.build_parser().parse_args(["vgg11", "export", "cifar10", "-cp", str(tmp_path / "x.pt")])
+    with pytest.raises(UsageError, match="--out"):
+        export_mode.run(zs_main.build_configs(args))

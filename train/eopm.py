@@ -203,7 +203,8 @@ def run(cfgs: Configs) -> int:
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_PA_NF")
         tb = s.tensorboard(start_epoch)
-        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=tb)
+        best = fit(task, run_dir, ecfg.epochs, start_epoch, best, dist_info, on_epoch=tb,
+                   max_minutes=run_cfg.max_minutes)
         chosen = load_best(run_dir, "generator", gen, dist_info)     # every rank evaluates it
         if dist_info.is_main:
             why = f"validation PA(NF) {best:.2f}% on monitor seeds {list(ecfg.monitor_seeds)}" \

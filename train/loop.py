@@ -121,7 +121,8 @@ def _raise_if_bad(first_bad: torch.Tensor, sums: Dict[str, torch.Tensor], dist_i
 
 def fit(task: TrainingTask, run_dir: Path, epochs: int, start_epoch: int, best: float,
         dist_info: DistInfo = DistInfo(), on_epoch: Optional[Callable[[dict], None]] = None,
-        log: Callable[[str], None] = print) -> float:
+        log: Callable[[str], None] = print, max_minutes: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic) -> float:
     """Train epochs start_epoch+1..epochs (numbered from 1, as printed, in metrics.jsonl and in the
     checkpoints' "epoch"; `start_epoch` is the number already finished); after each, validate, log a
     JSON line, save last/best. Returns the best validation value (`best` if no epoch beat it).
@@ -134,9 +135,18 @@ def fit(task: TrainingTask, run_dir: Path, epochs: int, start_epoch: int, best: 
     `best_key` (no validation images) every epoch counts as best, so best.pt is the last epoch. best.pt
     shares last.pt's file (a hard link) instead of a second copy. A non-finite training loss stops the run with
     NonFiniteLoss, leaving the last good checkpoint as it was.
+
+    `max_minutes` (--max-minutes) is a time budget for this call: no epoch starts once the time spent
+    here plus the longest epoch so far would pass it (the first epoch always runs); the caller then
+    finishes as usual and -rt continues from the last saved epoch.
     """
+    started, longest = clock(), 0.0
     for epoch in range(start_epoch, epochs):
-        t0 = time.time()
+        if epoch > start_epoch and _out_of_time(clock() - started, longest, max_minutes, dist_info):
+            log(f"--max-minutes {max_minutes:g}: stopping after epoch {epoch}/{epochs} ({(clock() - started) / 60:.2f} "
+                f"min spent, the longest epoch took {longest / 60:.2f} min); -rt continues from epoch {epoch + 1}")
+            break
+        t0, c0 = time.time(), clock()
         try:
             train_metrics = task.one_epoch(epoch)
         except _BadStep as e:
@@ -149,6 +159,7 @@ def fit(task: TrainingTask, run_dir: Path, epochs: int, start_epoch: int, best: 
         val_metrics = task.validate(epoch) if dist_info.is_main else {}
         row = {"epoch": epoch + 1, **train_metrics, **val_metrics, "train_time_s": round(train_s, 2),
                "epoch_time_s": round(time.time() - t0, 2)}
+        longest = max(longest, clock() - c0)
         if dist_info.is_main:
             value = val_metrics.get(task.best_key)
             is_best = value is None or value > best          # no validation: keep the last epoch
@@ -164,6 +175,17 @@ def fit(task: TrainingTask, run_dir: Path, epochs: int, start_epoch: int, best: 
                              for k, v in row.items() if k != "epoch")
             log(f"epoch {epoch + 1}/{epochs} {shown}{' *best*' if is_best else ''}")
     return best
+
+
+def _out_of_time(spent_s: float, longest_s: float, max_minutes: Optional[float], dist_info: DistInfo) -> bool:
+    """Whether another epoch would pass the budget; under DDP every rank stops if any rank would (the
+    ranks' clocks differ, and a rank that trains alone would wait for the others forever)."""
+    if max_minutes is None:
+        return False
+    late = torch.tensor(float(spent_s + longest_s > max_minutes * 60))
+    if dist_info.enabled and torch.distributed.get_backend() == "nccl":
+        late = late.cuda()                       # NCCL reduces device tensors only
+    return bool(all_reduce_sum(late, dist_info).item() > 0)
 
 
 def load_best(run_dir: Path, kind: str, model: torch.nn.Module, dist_info: DistInfo = DistInfo()) -> dict:

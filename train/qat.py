@@ -1,19 +1,32 @@
 """`train` mode: quantization-aware training of the 8-bit base classifier (docs/DESIGN.md §4).
 
-SGD (momentum 0.9, lr -LR, no weight decay, no schedule) with cross-entropy on fake-quantized
-weights; accuracy on the validation images (--val-size, held out of the training split) after every
-epoch picks best.pt; the test split is read once, at the end, to report best.pt's test accuracy.
-best/last checkpoints; resume with -rt.
+SGD with cross-entropy on fake-quantized weights; accuracy on the validation images (--val-size, held
+out of the training split) after every epoch picks best.pt; the test split is read once, at the end, to
+report best.pt's test accuracy. best/last checkpoints; resume with -rt.
+
+Two recipes (--recipe, config.RECIPES):
+- paper (the default): the released code's SGD, momentum 0.9, lr -LR, no weight decay, no schedule,
+  -BS 256, -E 300.
+- fast: Nesterov SGD, momentum 0.9, weight decay 5e-4, label smoothing 0.1, a one-cycle LR schedule
+  (OneCycleLR up to -LR = 0.2 for -BS 512, stepped after every batch), -E 40; on CUDA also --amp,
+  --compile and --device-data on (channels-last stays off). Every flag given explicitly wins over the
+  recipe (an explicit -BS scales the recipe's 0.2 linearly). The schedule's state is saved in last.pt
+  and restored by -rt, so a resumed run repeats the uninterrupted one; -E cannot change on resume then,
+  since the one cycle spans the whole run.
 
 Example:
     python zs_main.py resnet18 train cifar10 -E 300 -BS 256 -LR 0.001
+    python zs_main.py resnet18 train cifar10 --recipe fast
 """
 from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
 
 from common.dist import DistInfo, global_batchnorm
+from common.runs import UsageError
 from common.session import Session
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, get_dataset_info, make_batches, make_loader, use_device_data
@@ -38,11 +51,15 @@ def run(cfgs: Configs) -> int:
         info = get_dataset_info(data_cfg.dataset)
         model = build_model(run_cfg.arch, info, cfgs.bits, device, perf.use_channels_last, dist_info)
         opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum,
-                              weight_decay=tcfg.weight_decay)
-        start_epoch, best = resume(run_dir, "base", model, opt, current=cfgs.to_dict(), is_main=dist_info.is_main,
-                                   epochs=tcfg.epochs) if run_cfg.resume else FRESH_START
+                              weight_decay=tcfg.weight_decay, nesterov=tcfg.nesterov)
+        sched = SCHEDULES[tcfg.schedule](opt, tcfg.lr, tcfg.epochs * len(train_loader))
+        start_epoch, best = resume(run_dir, "base", model, opt, sched, current=cfgs.to_dict(),
+                                   is_main=dist_info.is_main, epochs=tcfg.epochs) if run_cfg.resume else FRESH_START
         if start_epoch >= tcfg.epochs and nothing_missing(run_dir, evaluates=False):
             return 0                              # -rt on a finished run: resume said so
+        if sched is not None and sched.total_steps != tcfg.epochs * len(train_loader):
+            raise UsageError(f"-E {tcfg.epochs}: this run's one-cycle schedule spans {sched.total_steps} steps "
+                             f"({sched.total_steps // len(train_loader)} epochs); -rt cannot change -E with it")
         net = wrap_ddp(model, device, dist_info)
         if perf.compile:
             net = torch.compile(net)  # the training forward/backward; validation runs `model` eagerly
@@ -52,7 +69,7 @@ def run(cfgs: Configs) -> int:
                   f"({'best.pt = best validation accuracy' if n_val else 'no validation: best.pt = last epoch'}); "
                   f"device {device}; {dist_info.world_size} process(es)")
 
-        step = qat_step(net, opt, perf.use_channels_last, perf.amp)
+        step = qat_step(net, opt, perf.use_channels_last, perf.amp, tcfg.label_smoothing, sched)
 
         def one_epoch(epoch):
             net.train()
@@ -67,10 +84,12 @@ def run(cfgs: Configs) -> int:
         def make_checkpoint(epoch, metrics, best_acc):
             return {**base_checkpoint_meta(run_cfg.arch, data_cfg.dataset, info.num_classes, cfgs.bits),
                     "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                    **({"scheduler": sched.state_dict()} if sched is not None else {}),
                     "best": best_acc, "metrics": metrics, "config": cfgs.to_dict()}
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_acc")
-        best = fit(task, run_dir, tcfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch))
+        best = fit(task, run_dir, tcfg.epochs, start_epoch, best, dist_info, on_epoch=s.tensorboard(start_epoch),
+                   max_minutes=run_cfg.max_minutes)
         if dist_info.is_main:
             print(f"training curves: {plot_curves(run_dir)}")
             chosen = load_best(run_dir, "base", model)
@@ -98,17 +117,32 @@ def accuracy_on_test_split(model: torch.nn.Module, data_cfg, seed: int, device: 
     return f"its test accuracy {acc:.2f}% on {sum(len(y) for _, y in test)} images"
 
 
-def qat_step(net: torch.nn.Module, opt: torch.optim.Optimizer, channels_last: bool, amp: bool):
-    """One SGD step on a batch: cross-entropy of the fake-quantized model's logits (bfloat16 autocast
-    under --amp); returns the batch's loss and accuracy as 0-dim tensors (no host sync)."""
+def _one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int):
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(total_steps, 1))
+
+
+# TrainConfig.schedule -> (optimizer, max lr, total batches) -> the per-batch scheduler, or None
+SCHEDULES: Dict[str, Callable[[torch.optim.Optimizer, float, int], Optional[Any]]] = {
+    "none": lambda opt, lr, steps: None,
+    "onecycle": _one_cycle,
+}
+
+
+def qat_step(net: torch.nn.Module, opt: torch.optim.Optimizer, channels_last: bool, amp: bool,
+             label_smoothing: float = 0.0, sched: Optional[Any] = None):
+    """One SGD step on a batch: cross-entropy (with `label_smoothing`) of the fake-quantized model's
+    logits (bfloat16 autocast under --amp), then one step of `sched` if given; returns the batch's loss
+    and accuracy as 0-dim tensors (no host sync)."""
     def step(x: torch.Tensor, y: torch.Tensor):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = net(x)                                   # (B, classes)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         return {"loss": loss.detach(), "acc": 100.0 * (logits.argmax(1) == y).float().mean()}
     return step
