@@ -135,6 +135,7 @@ def _check_eopm_step(arch: str, fault_model: str):
     assert not all(torch.allclose(a, b) for a, b in zip(other, want))   # the seeds matter
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault_model", ["official", "stuckat", "flip"])
 def test_batched_eopm_step_same_generator_gradient(fault_model):
     _check_eopm_step("small", fault_model)

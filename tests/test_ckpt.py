@@ -38,6 +38,7 @@ def test_round_trip_is_exact_and_carries_a_checksum(tmp_path):
     assert torch.equal(plain["state_dict"]["w"], obj["state_dict"]["w"])
 
 
+@pytest.mark.slow
 def test_every_single_byte_flip_is_refused(tmp_path):
     """Every byte (payload, zip records, the digest itself) through the check load_checkpoint makes
     first; where it sees no checksum layout (a flipped end-record signature), torch.load must fail;

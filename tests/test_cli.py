@@ -39,6 +39,7 @@ def chain(cifar_root, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder(chain):
     run = chain / "base"
     for f in ("args.json", "metrics.jsonl", "last.pt", "best.pt"):
@@ -111,6 +112,7 @@ def test_eval_default_folders_differ_by_setting():
     assert len(names) == 7
 
 
+@pytest.mark.slow
 def test_refuses_overwrite_then_resumes(chain, cifar_root, capsys):
     data = ["--data-root", cifar_root, *TINY]
     args = ["vgg11", "train", "cifar10", "--run-dir", chain / "base", *data]
@@ -147,6 +149,7 @@ def test_precision_mismatch_is_a_user_error(chain, cifar_root, capsys):
     (["resnet18", "train", "cifar10", "-G", "all"], "-G all"),
     (["resnet18", "transform_eopm_gen", "cifar10", "-G", "all"], "energy"),
 ])
+@pytest.mark.slow
 def test_bad_input_one_line_exit_2(argv, needle, tmp_path):
     p = subprocess.run([sys.executable, str(ROOT / "zs_main.py"), *argv, "--run-dir", str(tmp_path / "r"),
                         "--data-root", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)

@@ -2,6 +2,8 @@
 table header for a BER sweep, a line per evaluated seed in logs, and result files named for what they hold."""
 from __future__ import annotations
 
+import pytest
+
 import csv
 
 import zs_main
@@ -14,6 +16,7 @@ def run(*argv) -> int:
     return zs_main.main([str(a) for a in argv])
 
 
+@pytest.mark.slow
 def test_console_output_of_a_tiny_pipeline(cifar_root, tmp_path, capsys):
     data = ["--data-root", cifar_root, *TINY]
     assert run("vgg11", "train", "cifar10", "-E", 2, "--run-dir", tmp_path / "base", *data) == 0

@@ -46,6 +46,7 @@ def _logits_and_grad(model, x, y, seeds, runner=None):
     return torch.cat(out), z.grad
 
 
+@pytest.mark.slow
 def test_weighted_forward_equals_in_place_faults():
     """The functional path (weights handed in) = faults set on the layers, bit for bit in float64."""
     torch.manual_seed(0)
@@ -60,6 +61,7 @@ def test_weighted_forward_equals_in_place_faults():
     assert all(not m.is_faulty and not m._as_given for _, m in quant_layers(model))
 
 
+@pytest.mark.slow
 @CXX
 def test_compiled_runner_agrees_and_does_not_recompile_per_seed():
     model = _tiny()
@@ -74,6 +76,7 @@ def test_compiled_runner_agrees_and_does_not_recompile_per_seed():
     assert not torch.allclose(plain[0][0], plain[0][1])              # the seeds differ
 
 
+@pytest.mark.slow
 @CXX
 def test_eopm_step_and_evaluation_through_compiled_runner():
     base = _tiny()
@@ -96,6 +99,7 @@ def test_eopm_step_and_evaluation_through_compiled_runner():
         assert abs(a["PA"] - b["PA"]) <= 100 / 8 and abs(a["PA_NF"] - b["PA_NF"]) <= 100 / 8
 
 
+@pytest.mark.slow
 def test_compile_with_batched_models_is_a_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "zs_main.py", "vgg11", "transform_eopm_gen", "cifar10", "--device",
                            "cpu", "--compile", "--batch-models", "2", "-cp", str(tmp_path / "x.pt"),

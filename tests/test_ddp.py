@@ -79,6 +79,7 @@ def runs(cifar_root, tmp_path_factory):
     return out, eopm, data
 
 
+@pytest.mark.slow
 def test_train_two_processes_equal_one(runs):
     out = runs[0]
     one = load_checkpoint(out / "one" / "last.pt", kind="base")["state_dict"]
@@ -91,6 +92,7 @@ def test_train_two_processes_equal_one(runs):
     assert len(read_jsonl(out / "two" / "metrics.jsonl")) == 1          # rank 0 alone writes
 
 
+@pytest.mark.slow
 def test_two_process_eopm_and_two_rank_evaluation(runs):
     out, eopm, data = runs
     assert "2 process(es) x 1 perturbed models per step" in eopm.stdout

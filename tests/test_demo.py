@@ -1,9 +1,11 @@
+import pytest
 """`make demo`'s pipeline (demo.py) at a tiny size on a real-format CIFAR-10 copy made by the test."""
 import json
 
 import demo
 
 
+@pytest.mark.slow
 def test_demo_tiny_end_to_end_then_reuses(cifar_root, tmp_path, capsys):
     argv = ["--data-root", str(cifar_root), "--preset", "tiny", "--out", str(tmp_path), "--no-download",
             "--device", "cpu"]

@@ -23,6 +23,7 @@ ES_TOL = 0.5       # points; gaps <= 0.07 (one-decimal rounding) but VGG19+ConvS
 BASES = list(ENERGY_SAVING)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TABLE6))
 def test_twma_matches_table6(name):
     kind = "base" if name in BASES else "gen"

@@ -29,6 +29,7 @@ def images(n, seed, size=8):
     return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1, torch.tensor(y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault_model", ["official", "flip"])
 def test_once_per_batch_gradient_equals_released_formulation(fault_model):
     torch.manual_seed(0)
@@ -56,6 +57,7 @@ def test_once_per_batch_gradient_equals_released_formulation(fault_model):
     assert any(g.abs().sum() > 0 for g in ours)
 
 
+@pytest.mark.slow
 def test_eopm_recovers_accuracy_under_bit_errors():
     """Behaviour, not the paper's numbers: ~1/2 minute on 2 cores."""
     torch.manual_seed(0)
@@ -101,6 +103,7 @@ def test_eopm_recovers_accuracy_under_bit_errors():
     assert pa_after > pa_before + 5, (pa_before, pa_after)
 
 
+@pytest.mark.slow
 def test_same_seed_same_generator(cifar_root, tmp_path):
     tiny = ["--data-root", str(cifar_root), "--train-limit", "20", "--test-limit", "10", "-BS", "10",
             "-TBS", "10", "--no-download", "--device", "cpu", "-E", "1"]

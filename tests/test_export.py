@@ -29,6 +29,7 @@ def _reloaded(path, arch: str, bits: int = 8) -> torch.nn.Module:
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch, bits", [("vgg11", 8), ("resnet18", 8), ("vgg11", 4)])
 def test_export_reloads_to_the_same_codes_and_outputs(tmp_path, arch, bits):
     model = _trained_like(arch, bits)

@@ -129,6 +129,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build, needle", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_exit_2(build, needle, runs, cifar_root, tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file() and p.name != LOCK_NAME}
@@ -154,6 +155,7 @@ def test_unknown_testing_mode_in_config_names_the_choices(runs, cifar_root, tmp_
     assert code == 2 and "generator_bsae" in err and "clean" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_transform_eval_with_force_replaces_its_own_results(runs, cifar_root, tmp_path):
     args = ["vgg11", "transform_eval", "cifar10", "-cp", runs / "base" / "best.pt", "--testing-mode", "clean",
             "--data-root", cifar_root, *TINY, "--run-dir", tmp_path / "ev"]
@@ -180,6 +182,7 @@ def test_report_out_naming_a_folder(runs, tmp_path, capsys):
     assert "is a folder" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_error_has_no_traceback_in_a_real_process(runs, cifar_root, tmp_path):
     """The same guarantee through the real entry point (warnings and all): -rt with another -LR."""
     p = subprocess.run([sys.executable, str(ROOT / "zs_main.py"), "vgg11", "train", "cifar10", "-rt", "-E", "1",
@@ -207,6 +210,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert [r["epoch"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_stops_with_one_line(cifar_root, tmp_path, capsys):
     code = cli("vgg11", "train", "cifar10", "-E", 2, "-LR", "1e30", "--data-root", cifar_root, *TINY,
                "-BS", 5, "--run-dir", tmp_path / "r")
@@ -218,6 +222,7 @@ def test_huge_learning_rate_stops_with_one_line(cifar_root, tmp_path, capsys):
 
 @pytest.mark.parametrize("torn", [b'{"epoch": 1, "tor', b'{"epoch": 2, "val\xff\xfe\x81\xc3('],
                          ids=["ascii", "non-utf8"])
+@pytest.mark.slow
 def test_resume_repairs_log_and_removes_stale_temps(runs, cifar_root, tmp_path, torn):
     run = tmp_path / "run"
     shutil.copytree(runs / "base", run)

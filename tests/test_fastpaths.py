@@ -42,6 +42,7 @@ def _z_grads(model, x, y, seeds, batch):
     return torch.cat(logits), z.grad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet18", "vgg11"])
 def test_batched_models_equal_loop(arch):
     """vmap over stacked faulty weights = the in-place loop: logits and input gradient (float64)."""
@@ -58,6 +59,7 @@ def test_batched_models_equal_loop(arch):
     assert not torch.allclose(clean, loop_logits[0])          # the faults did change the model
 
 
+@pytest.mark.slow
 def test_eopm_step_batched_same_generator_gradient():
     base = _model("vgg11")
     x, y = torch.rand(4, 3, 32, 32, dtype=torch.float64) * 2 - 1, torch.tensor([0, 3, 5, 9])
@@ -72,6 +74,7 @@ def test_eopm_step_batched_same_generator_gradient():
     assert grads[0][1] == pytest.approx(grads[1][1], rel=1e-6)      # metrics are float32 sums
 
 
+@pytest.mark.slow
 def test_amp_leaves_fault_bits_unchanged():
     """bf16 autocast changes float compute only: the faulty int8 weights and Δ are the same."""
     model = _model("resnet18", torch.float32)
@@ -101,6 +104,7 @@ def test_prefetched_maps_are_the_maps():
             pf.wait([-5])
 
 
+@pytest.mark.slow
 def test_evaluation_batched_equals_loop():
     base = _model("vgg11", torch.float32)
     gen = get_generator("ConvS").eval()
@@ -141,6 +145,7 @@ def test_device_batches_follow_dataloader_order():
     assert len(batches) == len(loader) == 5
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_is_a_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "zs_main.py", "vgg11", "train", "cifar10", "--device", "cpu", "--amp",
                            "--data-root", str(tmp_path), "--no-download", "--run-dir", str(tmp_path / "r")],
@@ -149,6 +154,7 @@ def test_amp_on_cpu_is_a_one_line_error(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "--amp" in proc.stderr
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run(cifar_root, tmp_path):
     """The GPU check's steps, on CPU with tiny limits: every command and file it relies on works."""
     proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--dry-run", "--data-root", str(cifar_root),

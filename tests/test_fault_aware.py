@@ -1,6 +1,8 @@
 """Fault-aware training (train/fault_aware.py): the perturbed pass's gradient reaches the clean weights."""
 from __future__ import annotations
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 
@@ -10,6 +12,7 @@ from models import get_model, quant_layers
 from train.fault_aware import clip_weights_, fault_aware_loss
 
 
+@pytest.mark.slow
 def test_perturbed_gradient_is_applied_to_the_clean_weights():
     torch.manual_seed(0)
     model = get_model("vgg11", 10).train()

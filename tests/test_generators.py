@@ -48,6 +48,7 @@ def test_every_conv_is_8bit_quantized(name):
     assert all(isinstance(m, QuantMixin) and m.bits == 8 and not m.is_faulty for m in convs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,batch", [(32, 2), (224, 1)])
 @pytest.mark.parametrize("name", list_generators())
 def test_forward_backward(name, size, batch):
@@ -65,6 +66,7 @@ def test_forward_backward(name, size, batch):
             assert p.grad.abs().sum() > 0, f"zero gradient for {pname}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_generators())
 def test_eval_batch_one_is_clamped_residual(name):
     torch.manual_seed(0)
@@ -78,6 +80,7 @@ def test_eval_batch_one_is_clamped_residual(name):
         assert r.abs().max() <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_generators(family="unet"))
 def test_unet_up_padding_variants(name):
     """Released code: padding 1 -> 2H-2 up-conv pixels, zero-padded back; padding 0: exact 2H."""

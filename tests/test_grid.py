@@ -52,6 +52,7 @@ def swept(cifar_root, tmp_path_factory):
     return gfile, tmp / "out"
 
 
+@pytest.mark.slow
 def test_grid_runs_every_run_once_and_reports(swept, capsys):
     gfile, out = swept
     gens = sorted(p.name for p in (out / "gen").iterdir())
@@ -71,6 +72,7 @@ def test_grid_runs_every_run_once_and_reports(swept, capsys):
     assert printed.count("| vgg11_") == 4
 
 
+@pytest.mark.slow
 def test_grid_through_submitit_runs_a_real_process(swept, capsys):
     """submitit's debug executor runs the job function here; the job starts zs_main.py as a process."""
     pytest.importorskip("submitit")
@@ -148,6 +150,7 @@ sys.exit(grid.main([sys.argv[1]]))
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, behaviour, code", [(signal.SIGTERM, "obey", 143), (signal.SIGINT, "obey", 130),
                                                   (signal.SIGTERM, "ignore", 143)])
+@pytest.mark.slow
 def test_stopping_a_sweep_stops_its_run(tmp_path, cifar_root, sig, behaviour, code):
     """The case found: SIGTERM to `sweep` exited 143 while its run kept training, re-parented to PID 1.
     Now the signal reaches the run, the sweep waits for it (a run that ignores it is killed after

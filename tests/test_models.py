@@ -40,6 +40,7 @@ CASES = [(n, c) for n in CIFAR_STYLE + ["resnet18Py"] for c in (10, 43, 100)] + 
         [(n, 10) for n in TV_STYLE if n != "resnet18Py"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,classes", CASES)
 def test_forward_backward(name, classes):
     torch.manual_seed(0)
@@ -89,6 +90,7 @@ def test_ste_passes_gradient():
     assert torch.equal(w.grad, g)
 
 
+@pytest.mark.slow
 def test_fault_weights_use_clean_delta_and_restore():
     torch.manual_seed(2)
     m = get_model("vgg11", 10).eval()

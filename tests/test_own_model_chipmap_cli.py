@@ -50,6 +50,7 @@ def own(cifar_root, tmp_path_factory):
     return out, data
 
 
+@pytest.mark.slow
 def test_float_state_dict_is_quantized_and_evaluated(own, capsys):
     out, data = own
     assert run_cli(ARCH, "transform_eval", "cifar10", "-cp", out / "float.pt", "--testing-mode", "clean",
@@ -72,6 +73,7 @@ def test_eopm_on_a_folder_of_maps(own):
     assert (run / "samples.png").is_file() and list((run / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_chipmap_equals_official_per_seed(own):
     out, data = own
     g = out / "gen" / "best.pt"
@@ -114,6 +116,7 @@ def test_own_model_usage_errors(own, capsys, tmp_path):
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_own_model_trains_with_qat_and_reloads(own, tmp_path):
     _, data = own
     assert run_cli("torchvision:squeezenet1_1", "train", "cifar10", "-E", 1, "--run-dir", tmp_path / "qat",

@@ -36,6 +36,7 @@ def test_tensorboard_missing_is_a_one_line_usage_error(monkeypatch, tmp_path):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_samples_png(tmp_path):
     from eval.samples import N_SAMPLES, save_samples
     from generators import get_generator
@@ -51,6 +52,7 @@ def test_samples_png(tmp_path):
     assert not any(layer.is_faulty for layer in base.modules() if hasattr(layer, "is_faulty"))
 
 
+@pytest.mark.slow
 def test_samples_label_classes_by_name():
     from datasets import get_dataset_info
     from eval.samples import N_SAMPLES, samples_figure

@@ -30,6 +30,7 @@ def base_ckpt(cifar_root, tmp_path_factory):
     return out / "best.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_train_resume_is_exact(cifar_root, tmp_path, workers):
     cmd = ["vgg11", "train", "cifar10", "-LR", "0.01", "--seed", "3", "--workers", workers,
@@ -42,6 +43,7 @@ def test_train_resume_is_exact(cifar_root, tmp_path, workers):
     assert [r["epoch"] for r in read_jsonl(tmp_path / "split" / "metrics.jsonl")] == [1, 2]
 
 
+@pytest.mark.slow
 def test_eopm_resume_is_exact(cifar_root, base_ckpt, tmp_path):
     cmd = ["vgg11", "transform_eopm_gen", "cifar10", "-cp", base_ckpt, "-G", "ConvS", "-N", 2,
            "--eval-seeds", "1", "--data-root", cifar_root, *TINY]

@@ -66,6 +66,7 @@ def unreadable_test_split(cifar_root, tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_selection_never_reads_the_test_split(unreadable_test_split, tmp_path, capsys):
     data = ["--data-root", unreadable_test_split, *TINY]
     base = tmp_path / "base"
@@ -108,6 +109,7 @@ def test_md5_warning_once_per_file_per_process(tmp_path):
     assert text.count("data_batch_1") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fail_at, expected", [(1, "before the first epoch finished"), (2, "epochs 1-1 are saved")])
 def test_ctrl_c_says_what_is_saved(cifar_root, tmp_path, monkeypatch, capsys, fail_at, expected):
     import train.qat
