@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -27,10 +28,10 @@ from config import RUNS_ROOT, DataConfig, RunConfig
 # a parity check; measured on a 2-core CPU it shows PA well below CA and PA(NF) above PA (README, Demo).
 PRESETS = {
     "cpu": dict(arch="vgg11", generator="ConvL", train_limit=5000, val_size=1000, test_limit=1000,
-                base_epochs=6, base_lr=0.02, gen_epochs=3, n_models=4, batch=64),
+                base_epochs=6, base_lr=0.02, gen_epochs=3, n_models=4, batch=64, minutes=10),
     "tiny": dict(arch="vgg11", generator="UNetS", train_limit=100, val_size=20, test_limit=50, base_epochs=1,
-                 base_lr=0.02, gen_epochs=1, n_models=2, batch=50),
-}
+                 base_lr=0.02, gen_epochs=1, n_models=2, batch=50, minutes=0.5),
+}   # minutes: the whole demo on an otherwise idle 2-core CPU, rounded up (docs/MEASUREMENTS.md)
 
 SHARED_MATERIALIZE = "shared/data/materialize.py"   # the offline copy beside the checkout (make data)
 
@@ -43,9 +44,23 @@ def _done(run_dir: Path, epochs: int) -> bool:
 
 def _call(name: str, argv: List[str]) -> None:
     print(f"[demo] {name}: python zs_main.py {' '.join(argv)}", flush=True)
+    t0 = time.time()
     code = zs_main.main(argv)
     if code:
         raise SystemExit(code)
+    print(f"[demo] {name}: done in {_minutes(time.time() - t0)}", flush=True)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def plan(cfg: dict, preset: str) -> str:
+    """What the demo will do, with the expected time, printed before it starts."""
+    return (f"[demo] plan ({preset}): 1/3 QAT of {cfg['arch']} for {cfg['base_epochs']} epochs on "
+            f"{cfg['train_limit']} images -> 2/3 EOPM of {cfg['generator']} for {cfg['gen_epochs']} epochs "
+            f"(N = {cfg['n_models']}, 1% BER) -> 3/3 evaluation over 10 fault seeds on {cfg['test_limit']} test "
+            f"images; about {cfg['minutes']:g} min on an idle 2-core CPU (finished stages are reused)")
 
 
 def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
@@ -76,6 +91,7 @@ def main(argv=None) -> int:
     p.add_argument("--download", action=argparse.BooleanOptionalAction, **from_field(DataConfig, "download"))
     a = p.parse_args(argv)
     cfg = PRESETS[a.preset]
+    print(plan(cfg, a.preset), flush=True)
     out = Path(a.out) / a.preset
 
     from datasets import DataMissingError, load_split

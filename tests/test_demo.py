@@ -14,6 +14,7 @@ def test_demo_tiny_end_to_end_then_reuses(cifar_root, tmp_path, capsys):
     res = json.loads((tmp_path / "tiny" / "generator" / "results.json").read_text())
     assert len(res["per_seed"]) == 10 and {"CA", "PA_mean", "PA_NF_mean", "RP"} <= set(res)
     assert "PA(NF)" in out and f"{res['RP']:+7.2f}" in out        # the printed table is the saved one
+    assert "[demo] plan (tiny)" in out and "about 0.5 min" in out and "1/3 base model QAT: done in" in out
     for f in ("base/best.pt", "base/curves.png", "generator/best.pt", "generator/per_seed.csv", "generator/summary.csv"):
         assert (tmp_path / "tiny" / f).is_file(), f
     mtime = (tmp_path / "tiny" / "base" / "best.pt").stat().st_mtime
