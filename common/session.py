@@ -126,6 +126,9 @@ def prepare_run_dir(path: os.PathLike, force: bool, resume: bool) -> Path:
                          f"write to") from None
     if force and not resume:
         for stale in STALE_ON_FORCE:
+            if (path / stale).is_dir():           # not ours to delete: refuse before touching anything else
+                raise UsageError(f"-F: {path / stale} is a folder where the run writes a file; move it away")
+        for stale in STALE_ON_FORCE:
             (path / stale).unlink(missing_ok=True)
     remove_stale_temps(path)
     return path

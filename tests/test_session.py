@@ -252,3 +252,12 @@ def test_common_imports_only_common():
     offenders = {f"{p.name}: {m}" for p in (ROOT / "common").glob("*.py") for m in _imported_modules(p)
                  if m.split(".")[0] in project}
     assert not offenders
+
+
+def test_force_over_a_folder_named_like_a_run_file_is_one_line(tmp_path):
+    f = tmp_path / "run"
+    (f / "metrics.jsonl").mkdir(parents=True)
+    (f / "args.json").write_text("{}")
+    with pytest.raises(UsageError, match="metrics.jsonl is a folder"):
+        prepare_run_dir(f, force=True, resume=False)
+    assert (f / "args.json").is_file()                  # refused before anything was removed
