@@ -25,7 +25,8 @@ from bitflip import FaultConfig, faultmap_cli
 from common.ckpt import CheckpointError, code_version
 from common.cli import EXIT_INTERRUPTED, EXIT_USAGE, field_default, one_line_warning, run_subcommand, values_from
 from common.registry import UnknownName
-from common.runs import UsageError, interrupted_message
+from common.runs import UsageError
+from common.session import interrupted_message
 from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
                     TrainConfig)
 from datasets import DataMissingError

@@ -89,8 +89,3 @@ def read_jsonl(path: os.PathLike, skip_bad: bool = False) -> List[Dict[str, Any]
                              f"delete the line")
     return rows
 
-
-def interrupted_message(run_dir: Optional[os.PathLike], trains: bool) -> str:
-    """common.session.interrupted_message, for callers that import it from here (zs_main.py)."""
-    from common.session import interrupted_message as message   # session imports this module
-    return message(run_dir, trains)

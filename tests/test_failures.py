@@ -18,7 +18,8 @@ import torch
 import zs_main
 from common.ckpt import load_checkpoint, save_checkpoint
 from common.lock import LOCK_NAME
-from common.runs import interrupted_message, read_jsonl
+from common.runs import read_jsonl
+from common.session import interrupted_message
 from test_datasets import write_gtsrb
 from train.loop import NonFiniteLoss, TrainingTask, fit, train_one_epoch
 
