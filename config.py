@@ -54,6 +54,7 @@ RUN_SETTINGS: Dict[str, Tuple[str, ...]] = {
     "transform_eval": ("run", "data", "eval", "fault"),
     "energy": (),
     "export": (),
+    "latency": (),
 }
 FOLDER_WORD = 24         # a longer word of a folder name keeps its first characters plus a hash
 FOLDER_NAME = 120        # a longer folder name keeps its start and replaces the settings by one hash
@@ -98,6 +99,12 @@ class TrainConfig:
     nesterov: bool = False
     label_smoothing: float = 0.0
     schedule: str = "none"                        # "none" or "onecycle" (OneCycleLR, max lr -LR, per batch)
+    fault_aware: bool = opt(False, "train: fault-aware QAT (RandBET-style): every step also runs the model under "
+                            "fresh random bit errors of --fault-model at -ber and averages the two losses "
+                            "(train/fault_aware.py)", flag="--fault-aware")
+    clip_weights: Optional[float] = opt(None, "train: clip every quantized layer's float weights to [-W, W] after "
+                                        "each step (a smaller step size, so fewer bits matter)",
+                                        flag="--clip-weights", folder="clip{}", show="no clipping")
 
 
 # --recipe NAME -> {"section.field": value}: the settings it changes; the keys of flagged settings (-E,
@@ -129,6 +136,10 @@ class EOPMConfig:
                          flag="--n-global")
     sync_bn: bool = opt(False, "DDP: the generator's BatchNorm uses the global batch's statistics",
                         flag="--sync-bn")
+    surrogates: Tuple[str, ...] = opt((), "transform_eopm_gen: a further base-model checkpoint to train over, "
+                                      "besides -cp (repeatable; architecture read from each file); each step's "
+                                      "-N perturbed models are drawn across all of them (paper Table 21)",
+                                      flag="--surrogate")
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,15 @@ class EnergyConfig:
     json: bool = opt(False, "print the table as JSON rows", flag="--json")
     saving: Optional[float] = opt(None, "per-access saving S in %%", flag="--saving",
                                   show="from -ber's operating point")
+    iso_energy: bool = opt(False, "also the iso-energy point: the BER at which the unprotected base model saves "
+                           "what each generator's net saving is (eval/iso_energy.py)", flag="--iso-energy")
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """The `latency` mode (paper Table 9; eval/latency.py): batch-1 inference time, median of repeats."""
+    warmup: int = opt(10, "latency: untimed warm-up passes", flag="--warmup", on_resume=IGNORED)
+    repeats: int = opt(100, "latency: timed passes; the median is reported", flag="--repeats", on_resume=IGNORED)
 
 
 @dataclass(frozen=True)
@@ -195,6 +215,10 @@ class PerfConfig:
                                 flag="--prefetch-workers", on_resume=MAY_CHANGE)
     device_data: str = opt("auto", "hold a 32-px dataset on the GPU as uint8 and augment there "
                                    "(auto: on for CUDA)", flag="--device-data", on_resume=MAY_CHANGE)
+    eopm_step: str = opt("auto", "EOPM step: plain (the reference loop over the N models), batched (all N "
+                                 "seeds' faulty weights in a few ops per layer; train/eopm_fast.py), graph "
+                                 "(batched, replayed as a CUDA graph; CUDA only); auto = batched on CUDA, plain "
+                                 "on CPU", flag="--eopm-step", on_resume=MAY_CHANGE)
     compile: bool = opt(False, "torch.compile the trained model (QAT) or the generator and the perturbed "
                                "base-model passes (EOPM, evaluation); the compiled code is reused for every "
                                "fault seed (docs/DESIGN.md §13)", flag="--compile", on_resume=MAY_CHANGE)
@@ -215,6 +239,7 @@ class Configs:
     eval: EvalConfig
     energy: EnergyConfig
     perf: PerfConfig = PerfConfig()
+    latency: LatencyConfig = LatencyConfig()
 
     @property
     def bits(self) -> int:
@@ -305,4 +330,5 @@ FOLDER_HEADS: Dict[str, Callable[[Configs, Optional[str]], Tuple[List[str], Tupl
     "transform_eval": _eval_head,
     "energy": lambda c, g: (["energy"], ()),
     "export": lambda c, g: (["export"], ()),
+    "latency": lambda c, g: (["latency"], ()),
 }

@@ -17,8 +17,9 @@ from common.cli import OneLineParser, dest_of, field_default, field_of, flag_of,
 from common.cli_types import ber_list, bit_error_rate, positive, real, seed_in, seeds
 from common.registry import UnknownName
 from common.runs import UsageError
+from bitflip.faults import ECC_CODES
 from config import (RECIPE_CUDA_ONLY, RECIPE_LR_BATCH, RECIPES, TESTING_MODES, DataConfig, EnergyConfig,
-                    EOPMConfig, EvalConfig, PerfConfig, RunConfig, TrainConfig)
+                    EOPMConfig, EvalConfig, LatencyConfig, PerfConfig, RunConfig, TrainConfig)
 from datasets import list_datasets
 from generators import list_generators
 from models import EXTERNAL_PREFIX, check_arch, list_models
@@ -131,6 +132,7 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
     option(n, RunConfig, "out", metavar="FILE")
     option(n, RunConfig, "max_minutes", type=real(0.0, False, "a finite number of minutes > 0"), metavar="M")
     option(n, FaultConfig, "bits", type=int, choices=range(2, 9), metavar="B")
+    option(n, FaultConfig, "ecc", choices=ECC_CODES)
     option(n, EvalConfig, "seeds", type=seeds, metavar="SEEDS")
     option(n, EvalConfig, "bers", type=ber_list, metavar="BERS")
     option(n, EvalConfig, "on_train")
@@ -140,14 +142,22 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
     option(n, DataConfig, "augment")
     option(n, EOPMConfig, "n_global")
     option(n, EOPMConfig, "sync_bn")
-    e = p.add_argument_group("energy mode")
+    option(n, EOPMConfig, "surrogates", action="append", default=None, metavar="FILE")
+    b = p.add_argument_group("baselines (docs/DESIGN.md §15)")
+    option(b, TrainConfig, "fault_aware")
+    option(b, TrainConfig, "clip_weights", type=real(0.0, False, "a finite clipping bound W > 0"), metavar="W")
+    e = p.add_argument_group("energy and latency modes")
     option(e, EnergyConfig, "json")
     option(e, EnergyConfig, "saving", type=float, metavar="S")
+    option(e, EnergyConfig, "iso_energy")
+    option(e, LatencyConfig, "warmup", type=int, metavar="N")
+    option(e, LatencyConfig, "repeats", type=positive, metavar="N")
     f = p.add_argument_group("speed (docs/DESIGN.md §13)")
     option(f, PerfConfig, "amp")
     option(f, PerfConfig, "channels_last", nargs="?", const="on", choices=("on", "off"))
     option(f, PerfConfig, "batch_models", type=positive, metavar="K")
     option(f, PerfConfig, "prefetch_workers", type=int, metavar="W")
     option(f, PerfConfig, "device_data", choices=("auto", "on", "off"))
+    option(f, PerfConfig, "eopm_step", choices=("auto", "plain", "batched", "graph"))
     option(f, PerfConfig, "compile")
     return p

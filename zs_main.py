@@ -27,10 +27,10 @@ from common.cli import EXIT_INTERRUPTED, EXIT_USAGE, field_default, one_line_war
 from common.registry import UnknownName
 from common.runs import UsageError
 from common.session import interrupted_message
-from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, PerfConfig, RunConfig,
+from config import (Configs, DataConfig, EnergyConfig, EOPMConfig, EvalConfig, LatencyConfig, PerfConfig, RunConfig,
                     TrainConfig)
 from datasets import DataMissingError
-from eval import energy_mode, export_mode, neuralfuse, report
+from eval import energy_mode, export_mode, latency, neuralfuse, report
 from generators import list_generators
 from train import eopm, qat
 from train.loop import NonFiniteLoss
@@ -42,6 +42,7 @@ MODES: Dict[str, Callable[[Configs], int]] = {
     "transform_eval": neuralfuse.run,
     "energy": energy_mode.run,
     "export": export_mode.run,
+    "latency": latency.run,
 }
 
 
@@ -69,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_configs(args: argparse.Namespace) -> Configs:
     """Turn parsed arguments into the one frozen Configs every mode receives (no raw namespace in it)."""
-    if args.G == run_args.ALL_GENERATORS and args.mode != "energy":
-        raise UsageError(f"-G {run_args.ALL_GENERATORS} is only valid for the energy mode; name one generator "
+    if args.G == run_args.ALL_GENERATORS and args.mode not in ("energy", "latency"):
+        raise UsageError(f"-G {run_args.ALL_GENERATORS} is only valid for the energy and latency modes; name one generator "
                          f"({', '.join(list_generators())})")
     if args.mode == "transform_eval" and not args.testing_mode \
             and field_default(EvalConfig, "testing_mode") not in config.TESTING_MODES:
@@ -86,7 +87,8 @@ def build_configs(args: argparse.Namespace) -> Configs:
         data=DataConfig(**values_from(DataConfig, args)),
         train=TrainConfig(**values_from(TrainConfig, args, **{k.partition(".")[2]: v for k, v in
                                                               args.recipe_settings.items() if k.startswith("train.")})),
-        eopm=EOPMConfig(**values_from(EOPMConfig, args, generator=generators[0], **seeds.get("eopm", {}))),
+        eopm=EOPMConfig(**values_from(EOPMConfig, args, generator=generators[0],
+                                               surrogates=tuple(args.surrogate or ()), **seeds.get("eopm", {}))),
         fault=fault,
         eval=EvalConfig(**values_from(
             EvalConfig, args, seeds=seeds.get("eval", args.eval_seeds),
@@ -96,6 +98,7 @@ def build_configs(args: argparse.Namespace) -> Configs:
             g_path_source="command line" if args.G_path else "config.py")),
         energy=EnergyConfig(**values_from(EnergyConfig, args, generators=generators)),
         perf=PerfConfig(**values_from(PerfConfig, args)),
+        latency=LatencyConfig(**values_from(LatencyConfig, args)),
     )
 
 
@@ -116,7 +119,7 @@ def chipmap_configs(args: argparse.Namespace):
                      "eopm": {"train_seeds": (0, n - 1),
                               "monitor_seeds": tuple(range(min(n, len(config.MONITOR_FAULT_SEEDS))))}}
         return FaultConfig(model=args.fault_model, ber=measured_ber(maps) if maps else args.ber,
-                           position=args.pos, bits=args.bits,
+                           position=args.pos, bits=args.bits, ecc=args.ecc,
                            maps=maps if args.fault_model == "chipmap" else tuple(args.fault_map or ())), seeds
     except (ValueError, FaultMapError) as e:
         raise UsageError(str(e)) from None
@@ -162,6 +165,8 @@ SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
     "export": lambda c: [f"-cp {c.run.checkpoint}", f"--out {c.run.out}", f"{c.fault.bits}-bit"],
     "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
                          f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
+    "latency": lambda c: [f"-G {','.join(c.energy.generators)}", f"batch 1, median of {c.latency.repeats} after "
+                          f"{c.latency.warmup} warm-up passes"],
 }
 
 
@@ -176,7 +181,8 @@ def _args_path(cfgs: Configs) -> str:
 def summary_line(cfgs: Configs) -> str:
     """One compact line: code version, what runs, and the settings this mode uses; for the modes that
     write a run folder, where their settings go (said before the folder exists: the run may fail first)."""
-    where = "" if cfgs.run.mode in ("energy", "export") else f" | settings go to {_args_path(cfgs)}"
+    writes = config.RUN_SETTINGS[cfgs.run.mode]         # the modes with no run settings write no folder
+    where = f" | settings go to {_args_path(cfgs)}" if writes else ""
     return (f"NeuralFuse {code_version()} | {cfgs.run.arch} {cfgs.run.mode} {cfgs.data.dataset} | "
             + " | ".join(SUMMARIES[cfgs.run.mode](cfgs)) + f" | seed {cfgs.run.seed}, device {cfgs.run.device}"
             + where)

@@ -34,6 +34,7 @@ from common.registry import Registry
 from models.quant import DEFAULT_BITS
 
 FAULT_MODELS = Registry("fault model")
+ECC_CODES = ("none", "secded")   # --ecc: no correction, or SECDED (72,64) over every 8 int8 weights
 MAX_SEED = 2 ** 32 - 2   # numpy's legacy RandomState takes seeds < 2^32, and `official` uses seed + 1
 
 
@@ -52,6 +53,8 @@ class FaultConfig:
                     folder="{}bit")
     maps: Tuple[str, ...] = opt((), "chipmap only: measured map sources (--fault-map); the injector's seed i "
                                 "selects map i", flag="--fault-map")
+    ecc: str = opt("none", "error correction of the weight memory: none, or secded (a (72,64) Hamming code per "
+                   "8 int8 weights, decoded after the faults; bitflip/ecc.py)", flag="--ecc", folder="ecc-{}")
 
     def __post_init__(self):
         if not isinstance(self.model, str) or self.model not in FAULT_MODELS:
@@ -66,6 +69,8 @@ class FaultConfig:
                 or not -1 <= self.position < self.bits):
             raise ValueError(f"position must be -1 (any bit) or 0..{self.bits - 1} for "
                              f"{self.bits}-bit weights, got {self.position!r}")
+        if self.ecc not in ECC_CODES:
+            raise ValueError(f"unknown error correction {self.ecc!r}; choose from {', '.join(ECC_CODES)}")
         object.__setattr__(self, "maps", tuple(str(m) for m in self.maps))
         if FAULT_MODELS.meta(self.model).get("measured", False) != bool(self.maps):
             raise ValueError("--fault-model chipmap needs --fault-map (measured maps)" if self.maps == ()

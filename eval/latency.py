@@ -10,7 +10,7 @@ accelerator. The paper does not name its device; its ResNet18 CIFAR-10 base is 5
 generators add 1.3-5.2 ms.
 
 Example:
-    python zs_main.py resnet18 latency cifar10 -G all --device cuda      # once the lead wires the mode
+    python zs_main.py resnet18 latency cifar10 -G all --device cuda
     latency_rows("resnet18", ["ConvL"], "cifar10", torch.device("cpu"))  # [{'generator': None, 'ms': ..}, ..]
 """
 from __future__ import annotations
@@ -18,21 +18,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 LATENCY_SEED = 0   # the one random input image (values do not change the latency)
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    """How the `latency` mode measures (the lead may move this into config.py)."""
-    warmup: int = 10    # untimed passes before timing
-    repeats: int = 100  # timed passes; the median is reported
-    json: bool = False  # print JSON rows instead of a table
 
 
 def _sync(device: torch.device) -> None:
@@ -117,9 +108,10 @@ def format_latency_table(rows: List[Dict]) -> str:
     return "\n".join([head] + lines)
 
 
-def run(cfgs, settings: LatencyConfig = LatencyConfig()) -> int:
+def run(cfgs) -> int:
     """The `latency` mode: arch, dataset, device from `cfgs`; generators from -G (cfgs.energy.generators,
-    'all' for every one); warm-up / repeats / output format from `settings`."""
+    'all' for every one); warm-up / repeats from `cfgs.latency`, --json from `cfgs.energy`."""
+    settings = cfgs.latency
     from common.runs import UsageError
     from common.session import resolve_device
     device = resolve_device(cfgs.run.device)
@@ -128,5 +120,5 @@ def run(cfgs, settings: LatencyConfig = LatencyConfig()) -> int:
                             settings.warmup, settings.repeats, bits=cfgs.bits)
     except ValueError as e:  # warm-up / repeats out of range
         raise UsageError(str(e)) from None
-    print(json.dumps(rows) if settings.json else format_latency_table(rows), flush=True)
+    print(json.dumps(rows) if cfgs.energy.json else format_latency_table(rows), flush=True)
     return 0

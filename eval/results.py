@@ -41,7 +41,7 @@ SETTINGS_TYPES: Dict[str, Tuple[str, ...]] = {
     **{k: (INT, NULL) for k in ("n_models", "epochs", "test_limit", "n_images")},
     "seeds": (LIST,), "fault": (DICT, NULL)}
 FAULT_TYPES: Dict[str, Tuple[str, ...]] = {"model": (STR,), "ber": (NUM, NULL), "position": (INT, NULL),
-                                           "bits": (INT, NULL)}
+                                           "bits": (INT, NULL), "ecc": (STR,)}
 
 
 class ResultsError(ValueError):

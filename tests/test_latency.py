@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from eval.latency import LatencyConfig, latency_rows, latency_samples, latency_table, measure_latency, run
+from config import LatencyConfig
+from eval.latency import latency_rows, latency_samples, latency_table, measure_latency, run
 from generators import get_generator
 
 
@@ -117,15 +118,16 @@ def test_rows_for_a_named_arch_and_dataset(tiny_models):
 
 
 def test_run_mode_prints_json_rows(capsys, tiny_models):
-    cfgs = SimpleNamespace(run=SimpleNamespace(arch="resnet18", device="cpu"),
-                           data=SimpleNamespace(dataset="cifar10"), energy=SimpleNamespace(generators=("UIP",)),
-                           bits=8)
-    assert run(cfgs, LatencyConfig(warmup=1, repeats=2, json=True)) == 0
+    def cfgs(latency, json_rows=False):
+        return SimpleNamespace(run=SimpleNamespace(arch="resnet18", device="cpu"),
+                               data=SimpleNamespace(dataset="cifar10"),
+                               energy=SimpleNamespace(generators=("UIP",), json=json_rows), bits=8, latency=latency)
+    assert run(cfgs(LatencyConfig(warmup=1, repeats=2), json_rows=True)) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["generator"] for r in rows] == [None, "UIP"] and rows[1]["repeats"] == 2
-    assert run(cfgs, LatencyConfig(warmup=0, repeats=1)) == 0
+    assert run(cfgs(LatencyConfig(warmup=0, repeats=1))) == 0
     out = capsys.readouterr().out
     assert "resnet18" in out and "+UIP" in out and "median of 1" in out
     from common.runs import UsageError
     with pytest.raises(UsageError, match="repeats"):
-        run(cfgs, LatencyConfig(repeats=0))
+        run(cfgs(LatencyConfig(repeats=0)))

@@ -25,7 +25,8 @@ COMMANDS = {"train": ["vgg11", "train", "cifar10"],
             "transform_eval": ["vgg11", "transform_eval", "cifar10", *CP, *GEN_EVAL]}
 # settings whose other value is not generic (a registry name, a valid pair, measured maps)
 OTHER = {"eopm.generator": "UNetS", "fault.model": "flip", "eval.testing_mode": "clean",
-         "fault.bits": 4, "fault.maps": ("maps/b.npz",)}
+         "fault.bits": 4, "fault.maps": ("maps/b.npz",), "fault.ecc": "secded",
+         "eopm.surrogates": ("elsewhere/vgg19.pt",)}
 
 
 def configs(*argv):
@@ -67,9 +68,11 @@ def test_every_must_match_setting_changes_the_default_folder(mode):
         changed = dataclasses.replace(base, **{section: dataclasses.replace(getattr(base, section), **{name: new})})
         assert folder(changed) != folder(base), f"{key}: {value!r} -> {new!r} keeps {folder(base)}"
         varied.append(key)
-    expect = {"train": {"run.seed", "train.lr", "data.batch_size", "fault.bits"},
+    expect = {"train": {"run.seed", "train.lr", "data.batch_size", "fault.bits", "train.fault_aware",
+                        "train.clip_weights"},
               "transform_eopm_gen": {"run.seed", "run.checkpoint", "eopm.lam", "eopm.n_models", "fault.position",
-                                     "fault.bits", "fault.ber", "eopm.generator", "fault.maps"},
+                                     "fault.bits", "fault.ber", "eopm.generator", "fault.maps", "fault.ecc",
+                                     "eopm.surrogates"},
               "transform_eval": {"eval.seeds", "eval.bers", "eval.g_path", "fault.position"}}[mode]
     assert expect <= set(varied)
 

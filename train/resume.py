@@ -88,9 +88,15 @@ def _policy(key: str) -> str:
     return on_resume(f) if f is not None else MUST_MATCH
 
 
+def _default(key: str) -> object:
+    """A setting's default: what a run saved before the setting existed ran with."""
+    f = _field(key)
+    return None if f is None or f.default is dataclasses.MISSING else f.default
+
+
 def _pairs(old: Dict, new: Dict) -> Iterator[Tuple[str, object, object]]:
     for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
+        a, b = old.get(key, _default(key)), new.get(key)
         if not _same(key, a, b) and _policy(key) != IGNORED:
             yield key, a, b
 
