@@ -1,5 +1,5 @@
 """Run files as JSON (docs/DESIGN.md §9): one JSON line of metrics per epoch, args.json and results,
-written atomically; and the progress bars. How a run starts and ends lives in common/session.py.
+written atomically (progress bars: common/progress.py). How a run starts and ends lives in common/session.py.
 
 Example:
     append_jsonl(run_dir / "metrics.jsonl", {"epoch": 1, "val_acc": 41.2})
@@ -9,32 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from common.errors import UsageError  # noqa: F401  (re-exported: modes and models import it from here)
-
-LOG_LINES = 20    # progress lines per bar in a log file (one every 5%)
-
-
-def progress(iterable, desc: str, in_logs: bool = True, is_main: Optional[bool] = None, **kwargs):
-    """A tqdm bar: live on a terminal; in a log file (nohup, sbatch) a line every 5% of a bar of known
-    length (every minute at most for one of unknown length), or nothing when `in_logs` is False (short
-    inner loops such as one evaluation pass). Under torchrun only rank 0 draws bars: `is_main`
-    (DistInfo.is_main), or, from callers without a DistInfo, torchrun's RANK variable."""
-    from tqdm import tqdm
-    live = sys.stderr.isatty()
-    if is_main is None:
-        is_main = os.environ.get("RANK", "0") == "0"
-    total = kwargs.get("total", len(iterable) if hasattr(iterable, "__len__") else None)
-    if live:
-        pace = {"mininterval": 0.5, "maxinterval": 60}
-    elif total:       # a log is read afterwards: steady lines, not one a minute (a short run gets none)
-        pace = {"miniters": max(1, total // LOG_LINES), "mininterval": 0, "maxinterval": 600}
-    else:
-        pace = {"mininterval": 60, "maxinterval": 600}
-    return tqdm(iterable, desc=desc, leave=False, disable=not is_main or not (live or in_logs), **pace, **kwargs)
 
 
 def write_json(path: os.PathLike, obj: Any) -> None:

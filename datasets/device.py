@@ -145,6 +145,6 @@ def load_split_uint8(name: str, root, train: bool, download: bool = False,
     if isinstance(rows, np.ndarray):                                    # CIFAR pickles: (N, 3072) uint8, CHW
         return torch.from_numpy(rows[idx].reshape(-1, 3, ds.size, ds.size)), labels
     ds.transform = T.Compose([*entry.ops(False, True), T.PILToTensor()])  # decode once, no augmentation
-    from common.runs import progress
+    from common.progress import progress
     images = [ds[i][0] for i in progress(idx, f"decode {name}", in_logs=False)]
     return torch.stack(images), labels

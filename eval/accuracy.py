@@ -9,7 +9,7 @@ from typing import Callable, Iterable, List, Tuple
 
 import torch
 import torch.nn.functional as F
-from common.runs import progress
+from common.progress import progress
 
 
 @torch.no_grad()

@@ -25,7 +25,8 @@ from bitflip import FaultConfig
 from bitflip.ensemble import WeightedForward, chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.dist import DistInfo
-from common.runs import UsageError, progress
+from common.progress import progress
+from common.runs import UsageError
 from common.session import Session
 from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, get_dataset_info, make_loader

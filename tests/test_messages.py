@@ -1,11 +1,8 @@
-"""What a researcher sees: start-up lines, -rt on a finished run, checkpoint refusals, progress in logs."""
+"""What a researcher sees: start-up lines, -rt on a finished run, checkpoint refusals."""
 from __future__ import annotations
 
-import io
 import json
 import os
-import sys
-import time
 import warnings
 from fractions import Fraction
 
@@ -15,7 +12,7 @@ import torch
 import zs_main
 from common.ckpt import CheckpointError, load_checkpoint, save_checkpoint
 from common.errors import UsageError
-from common.runs import LOG_LINES, progress, read_jsonl
+from common.runs import read_jsonl
 from common.tblog import TensorBoardLog
 from models.checkpoint import load_base
 from models.external import read_float_state_dict
@@ -73,16 +70,6 @@ def test_a_generator_given_as_base_points_at_g_path(tmp_path):
     save_checkpoint({"kind": "other", "state_dict": {}}, path)       # other kinds: refused as before
     with pytest.raises(CheckpointError, match="expected a 'base' one"):
         load_base(str(path), "resnet18", "cifar10", 8, torch.device("cpu"), num_classes=10, input_size=32)
-
-
-def test_progress_in_a_log_prints_a_line_every_few_percent(monkeypatch):
-    log = io.StringIO()                        # not a terminal, like nohup's or sbatch's log
-    monkeypatch.setattr(sys, "stderr", log)
-    monkeypatch.delenv("RANK", raising=False)
-    for _ in progress(range(400), desc="epoch 1/1"):
-        time.sleep(0.0005)                     # 0.2 s in all: the old once-a-minute pace printed none
-    updates = [u for u in log.getvalue().split("\r") if "epoch 1/1" in u and "/400" in u]
-    assert LOG_LINES - 3 <= len(updates) <= LOG_LINES + 3, updates
 
 
 TINY = ["--train-limit", "20", "--test-limit", "10", "-BS", "10", "-TBS", "10", "--no-download", "--device", "cpu"]

@@ -24,7 +24,8 @@ import torch
 
 from common.ckpt import load_checkpoint, load_state, save_checkpoint, share_file
 from common.dist import DistInfo, all_reduce_min, all_reduce_sum, barrier
-from common.runs import append_jsonl, progress
+from common.progress import progress
+from common.runs import append_jsonl
 from config import DATA_ORDER_SEED_STRIDE
 
 POSTFIX_EVERY = 20   # batches between progress-bar metric updates (each one syncs with the device)
