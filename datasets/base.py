@@ -3,8 +3,8 @@ the "data not found" error and the class-balanced subset picker.
 
 Every dataset module registers one `DatasetEntry` in `DATASETS`, with everything both loader paths
 need (a 32-px dataset's on-device augmentation included), so a new dataset is one file;
-`datasets/__init__.py` is the public face (`list_datasets`, `get_dataset_info`, `load_split`,
-`balanced_subset`).
+`datasets/__init__.py` is the public face (`list_datasets`, `get_dataset_info`, `class_names`,
+`load_split`, `balanced_subset`).
 """
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ class DatasetEntry:
     # device_augment(hflip) -> ops(True, hflip) as batched tensor ops, for --device-data (a split held on
     # the GPU as uint8). None: the dataset has no on-device path (its module says why).
     device_augment: Optional[Callable[[bool], Augment]] = None
+    # names(root) -> class names in label order read from the files under --data-root, for a dataset
+    # whose classes are whatever folders it holds (ImageNet-10); () when they cannot be read.
+    # None: the names are info.class_names.
+    names: Optional[Callable[[Path], Tuple[str, ...]]] = None
 
 
 DATASETS = Registry("dataset")

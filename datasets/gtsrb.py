@@ -26,12 +26,22 @@ PAD = 4                 # RandomCrop padding
 TRANSLATE = (0.35, 0.35)  # RandomAffine max shift, fraction of width / height
 SCALE = (0.65, 1.35)      # RandomAffine scale range
 NUM_CLASSES = 43
+# short names of the 43 signs, for pictures, in ClassId order (the release's folders 00000..00042 carry
+# numbers only; the names follow the benchmark's sign list, shortened to fit a thumbnail's title)
+CLASS_NAMES = (
+    "20 km/h", "30 km/h", "50 km/h", "60 km/h", "70 km/h", "80 km/h", "end 80 km/h", "100 km/h",
+    "120 km/h", "no passing", "no passing >3.5t", "right of way", "priority road", "yield", "stop",
+    "no vehicles", "no vehicles >3.5t", "no entry", "caution", "curve left", "curve right",
+    "double curve", "bumpy road", "slippery road", "road narrows right", "road work", "traffic signals",
+    "pedestrians", "children", "bicycles", "ice/snow", "wild animals", "end of limits", "turn right",
+    "turn left", "ahead only", "straight or right", "straight or left", "keep right", "keep left",
+    "roundabout", "end no passing", "end no passing >3.5t")
 
 INFO = DatasetInfo(
     "gtsrb", NUM_CLASSES, SIZE,
     "gtsrb/GTSRB/Training/000CC/*.ppm (train), gtsrb/GTSRB/Final_Test/Images/*.ppm and "
     "gtsrb/GT-final_test.csv (test)",
-    downloadable=True)
+    downloadable=True, class_names=CLASS_NAMES)
 
 
 def _train_samples(folder: Path) -> List[Tuple[str, int]]:

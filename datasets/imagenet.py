@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from functools import partial
 from pathlib import Path
+from typing import Dict, Tuple
 
+import torch
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
@@ -20,6 +22,7 @@ from .base import DATASETS, DatasetEntry, DatasetInfo, missing, open_rgb
 SIZE = 224          # pixels per side
 NUM_CLASSES = 10
 FOLDER = "imagenet-10"
+META = "meta.bin"    # torchvision ImageNet's class-name file, optional (names for pictures)
 
 INFO = DatasetInfo(
     "imagenet224", NUM_CLASSES, SIZE,
@@ -46,6 +49,28 @@ def _open(root: Path, train: bool, download: bool) -> tvd.ImageFolder:
     return ds
 
 
+def _meta_names(path: Path) -> Dict[str, str]:
+    """{wnid: first name} from torchvision ImageNet's meta.bin (({wnid: (name, ...)}, val wnids)); {} when
+    absent or unreadable: it only labels pictures, so a bad file must never stop a run."""
+    try:
+        table = torch.load(path, weights_only=True)[0] if path.is_file() else {}
+        return {str(w): str(n[0]) for w, n in table.items() if isinstance(n, (tuple, list)) and n}
+    except Exception:                # another format, a torn file, not a pickle at all
+        return {}
+
+
+def _names(root: Path) -> Tuple[str, ...]:
+    """Class names in label order (the sorted wnid folders, as ImageFolder labels them): a wnid's name
+    from meta.bin where it has one, else the wnid; () without a full set of class folders."""
+    base = root / FOLDER
+    folder = next((base / split for split in ("val", "train") if (base / split).is_dir()), None)
+    wnids = sorted(e.name for e in os.scandir(folder) if e.is_dir()) if folder else []
+    if len(wnids) != NUM_CLASSES:
+        return ()
+    names = _meta_names(base / META)
+    return tuple(names.get(w, w) for w in wnids)
+
+
 def _ops(augment: bool, hflip: bool) -> list:
     if not augment:
         return [T.Resize((SIZE, SIZE))]      # a squash to 224x224, no crop (as the original)
@@ -54,4 +79,5 @@ def _ops(augment: bool, hflip: bool) -> list:
 
 # no device_augment: RandomResizedCrop has no batched version in datasets/device.py, so --device-data
 # auto keeps the DataLoader for this dataset and --device-data on refuses it
-DATASETS.register("imagenet224")(DatasetEntry(INFO, open=_open, ops=_ops, device_augment=None))
+DATASETS.register("imagenet224")(DatasetEntry(INFO, open=_open, ops=_ops, device_augment=None,
+                                              names=_names))

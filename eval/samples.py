@@ -4,11 +4,11 @@ Three rows per image column: the input x, the generator's change F(x) − x (wha
 clamp), scaled so the largest change of the picture spans the grey range (0 = mid grey), and the
 output F(x). Under x and F(x): the prediction of the clean model M0 and of one perturbed model M_k
 (fault seed `seed`), green when right, red when wrong; the true class above each column. Classes are
-shown by name (the dataset's DatasetInfo.class_names, e.g. 'cat'), by index where a dataset names none.
+shown by name (datasets.class_names, e.g. 'cat' or 'stop'), by index where a dataset names none.
 
 Example:
     save_samples(base, gen, x[:6], y[:6], FaultConfig("official", 0.01), 50000, run_dir / "samples.png",
-                 get_dataset_info("cifar10").class_names)
+                 class_names("cifar10"))
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def save_samples(base: torch.nn.Module, gen: torch.nn.Module, x: torch.Tensor, y
                  fault: FaultConfig, seed: int, path: Path,
                  class_names: Optional[Sequence[str]] = None) -> Path:
     """Draw x, the scaled change F(x) − x and F(x) for the images x (B, 3, H, W) into `path`; returns it.
-    Classes are labelled by `class_names` (the dataset's DatasetInfo.class_names), by index without."""
+    Classes are labelled by `class_names` (datasets.class_names(dataset, root)), by index without."""
     return save_png(samples_figure(base, gen, x, y, fault, seed, class_names), Path(path))
 
 

@@ -31,7 +31,7 @@ from common.dist import DistInfo, global_batchnorm
 from common.runs import UsageError
 from common.session import Session
 from config import TEST_LOADER_SEED, Configs
-from datasets import cache_batches, get_dataset_info, make_batches, make_loader, use_device_data
+from datasets import cache_batches, class_names, get_dataset_info, make_batches, make_loader, use_device_data
 from eval.accuracy import print_ptq_accuracy
 from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
@@ -228,4 +228,4 @@ def samples_figure(cfgs: Configs, base: torch.nn.Module, gen: torch.nn.Module, d
     (read after the evaluation, so it changes nothing the evaluation draws)."""
     x, y = next(iter(make_loader(cfgs.data, "test", seed=TEST_LOADER_SEED, device=device)))
     return save_samples(base, gen, x.to(device), y.to(device), cfgs.fault, cfgs.eval.seeds[0], run_dir / "samples.png",
-                        get_dataset_info(cfgs.data.dataset).class_names)
+                        class_names(cfgs.data.dataset, cfgs.data.root))
