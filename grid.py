@@ -299,16 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
                 "skipping finished ones, then print the report table.")
     p.add_argument("grid", metavar="GRIDFILE", help="a grid file such as grids/cifar10_table1.json")
     p.add_argument("--launch", choices=LAUNCHES, default="local",
-                   help="local (default: one zs_main.py process after another), slurm (via submitit), or "
-                        "submitit's local/debug executors (no cluster needed)")
+                   help="local (one zs_main.py process after another), slurm (via submitit), or submitit's "
+                        "local/debug executors (no cluster needed) (default local)")
     p.add_argument("--slurm", dest="launch", action="store_const", const="slurm", help="same as --launch slurm")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status, start nothing")
-    p.add_argument("--gpus", type=int, default=1, help="GPUs per run; above 1 a run starts under torchrun")
-    p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--time", type=int, default=24 * 60, help="Slurm time limit per job, minutes (default 1440)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs per job")
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="GPUs per run; above 1 a run starts under torchrun (default 1)")
+    p.add_argument("--partition", default=None, metavar="NAME", help="Slurm partition")
+    p.add_argument("--time", type=int, default=24 * 60, metavar="MIN",
+                   help="Slurm time limit per job, minutes (default 1440)")
+    p.add_argument("--cpus", type=int, default=None, metavar="N", help="CPUs per job")
     p.add_argument("--array", action="store_true", help="submit each stage as one Slurm job array")
-    p.add_argument("--array-parallelism", type=int, default=None, help="most array tasks running at once")
+    p.add_argument("--array-parallelism", type=int, default=None, metavar="N",
+                   help="--array: most array tasks running at once")
     p.add_argument("--slurm-extra", nargs="*", default=[], metavar="KEY=VALUE",
                    help="more sbatch options, e.g. account=abc qos=high")
     p.add_argument("--no-wait", action="store_true", help="submit and return without waiting (Slurm)")

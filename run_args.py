@@ -126,8 +126,8 @@ def build_parser(modes: Sequence[str], subcommands: Mapping[str, str] = {}) -> O
     option(n, FaultConfig, "maps", action="append", default=None, metavar="DIR",
            help="chipmap: a chip folder (fmap_sa0_v_<V>.txt, fmap_sa1_v_<V>.txt), an .npz with sa0/sa1, or a "
                 "folder of them; repeatable; each map is one evaluation / training 'seed'")
-    n.add_argument("--voltage", default=None, help="chipmap: which voltage's map of each chip folder "
-                   "(default: the only one)")
+    n.add_argument("--voltage", default=None, help="chipmap: which voltage's map to read from each chip folder "
+                   "(default the folder's only one; needed where a folder holds several)")
     option(n, RunConfig, "tensorboard")
     option(n, RunConfig, "out", metavar="FILE")
     option(n, RunConfig, "max_minutes", type=real(0.0, False, "a finite number of minutes > 0"), metavar="M")

@@ -22,16 +22,21 @@ from common.cli_types import bit_error_rate, seed_in
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="zs_main.py faultmap", description="Measured SRAM fault maps (fault model chipmap).")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="{export,info}", parser_class=OneLineParser)
-    e = sub.add_parser("export", help="write the official map of a seed as fmap_sa0/sa1_v_<V>.txt")
+    e = sub.add_parser("export", help="write the official map of a seed as fmap_sa0/sa1_v_<V>.txt",
+                       description="Write the official fault map of one seed and BER as a chip folder "
+                                   "(fmap_sa0_v_<V>.txt, fmap_sa1_v_<V>.txt) for --fault-model chipmap.")
     e.add_argument("--seed", type=seed_in(MAX_SEED), required=True, help="official fault seed (e.g. 50000)")
     option(e, FaultConfig, "ber", type=bit_error_rate, metavar="BER")
-    e.add_argument("--out", required=True, help="chip folder to write")
+    e.add_argument("--out", required=True, metavar="DIR", help="the chip folder to write")
     e.add_argument("--voltage", default="0", help="voltage label in the file names (default 0)")
     option(e, FaultConfig, "position", type=int, metavar="BIT")
     option(e, FaultConfig, "bits", type=int, choices=range(2, 9), metavar="B")
-    i = sub.add_parser("info", help="voltages and measured BER of map folders / .npz files")
-    i.add_argument("paths", nargs="+", metavar="PATH")
-    i.add_argument("--voltage", default=ALL_VOLTAGES, help="only this voltage (default: all)")
+    i = sub.add_parser("info", help="voltages and measured BER of map folders / .npz files",
+                       description="Print each fault map's voltage and measured BER.")
+    i.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a chip folder (fmap_sa0_v_<V>.txt, fmap_sa1_v_<V>.txt), an .npz with sa0/sa1, or a "
+                        "folder of them")
+    i.add_argument("--voltage", default=ALL_VOLTAGES, help="only this voltage (default all)")
     return p
 
 

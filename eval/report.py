@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "beside the paper's numbers where the setting matches.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="a folder searched at every depth for runs (folders holding results.json)")
-    p.add_argument("--out", default=None, help="also write the table to this file")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the markdown table to this file")
     p.add_argument("--html", default=None, metavar="FILE",
                    help="also write one self-contained HTML page: the table, a comparison figure, and each "
                         "run's curves, sweep plot and samples")
