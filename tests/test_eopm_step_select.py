@@ -77,6 +77,12 @@ def test_auto_is_batched_on_cuda_plain_on_cpu_and_where_batched_cannot_run():
     assert resolve_eopm_step("graph", CUDA, configs("--amp")) == "graph"
 
 
+def test_paper_row_asks_for_the_batched_step_on_cuda():
+    from bench import paper_row
+    assert resolve_eopm_step(configs(*paper_row.CUDA_EOPM).perf.eopm_step, CUDA, configs()) == "batched"
+    assert "--eopm-step" not in paper_row.DRY["eopm"]                 # the CPU dry run keeps auto (plain)
+
+
 @pytest.mark.parametrize("choice, device, argv, names", [
     ("graph", CPU, [], "CUDA device"),
     ("graph", CUDA, ["--compile"], "--compile"),
@@ -157,12 +163,12 @@ def grads_and_metrics(step, base, x, y, fault, seeds, **kw):
     return [p.grad.clone() for p in gen.parameters()], {k: float(v) for k, v in metrics.items()}
 
 
-def assert_same_as_plain(step, base, x, y, fault, seeds, rtol, atol, **kw):
+def assert_same_as_plain(step, base, x, y, fault, seeds, rtol, atol, rel=1e-5, **kw):
     got, got_m = grads_and_metrics(step, base, x, y, fault, seeds, **kw)
     want, want_m = grads_and_metrics(eopm_step, base, x, y, fault, seeds, **kw)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
-    assert got_m == pytest.approx(want_m, rel=1e-5)
+    assert got_m == pytest.approx(want_m, rel=rel)               # float32 sums
     return got
 
 
@@ -218,15 +224,16 @@ def test_batched_step_trains_the_same_generator_as_plain():
 
 
 @pytest.mark.slow
-def test_cli_batched_run_gives_the_plain_runs_generator(cifar_root, tmp_path):
+def test_cli_batched_run_gives_the_plain_runs_generator(cifar_root, tmp_path, capsys):
     tiny = ["--data-root", str(cifar_root), "--train-limit", "20", "--test-limit", "10", "-BS", "10",
             "-TBS", "10", "--no-download", "--device", "cpu", "-E", "1"]
     assert zs_main.main(["vgg11", "train", "cifar10", "--run-dir", str(tmp_path / "b"), *tiny]) == 0
     states = {}
     for name in ("plain", "batched"):
         assert zs_main.main(["vgg11", "transform_eopm_gen", "cifar10", "-cp", str(tmp_path / "b" / "best.pt"),
-                             "-N", "2", "-G", "ConvS", "--eval-seeds", "1", "--eopm-step", name,
+                             "-N", "2", "-G", "ConvS", "--eval-seeds", "50000", "--eopm-step", name,
                              "--run-dir", str(tmp_path / name), *tiny]) == 0
+        assert f"x 2 perturbed models per step ({name} EOPM step)" in capsys.readouterr().out
         states[name] = load_checkpoint(tmp_path / name / "last.pt")["state_dict"]
     for key, want in states["plain"].items():                        # float32: summation order only
         torch.testing.assert_close(states["batched"][key], want, rtol=1e-4, atol=1e-5, msg=key)
@@ -238,13 +245,15 @@ def test_cli_batched_run_gives_the_plain_runs_generator(cifar_root, tmp_path):
 @HAS_CUDA
 @pytest.mark.parametrize("k", [1, 3])
 def test_cuda_graph_step_gives_the_plain_gradient(k):
-    torch.backends.cudnn.benchmark = False
+    """Three full batches (capture, then two replays on new inputs and seeds) and a smaller last one
+    (eager), each against the plain step; fp32 without TF32, so only summation order differs."""
     base, fault = tiny_base(torch.float32, "cuda"), FaultConfig("official", 0.05)
     step = GraphEOPMStep(base, fault)
-    for i, (n, seeds) in enumerate([(16, [3, 4, 5]), (16, [6, 7, 8]), (16, [9, 10, 11]), (8, [1, 2, 3])]):
-        x, y = batch(n, i, torch.float32, "cuda")
-        assert_same_as_plain(step, base, x, y, fault, seeds, 1e-4, 1e-6, batch_models=k)
-    assert step.captures == 1
-    batched = BatchedEOPMStep(base, fault)
-    x, y = batch(16, 5, torch.float32, "cuda")
-    assert_same_as_plain(batched, base, x, y, fault, [12, 13, 14], 1e-4, 1e-6, batch_models=k)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False):
+        for i, (n, seeds) in enumerate([(16, [3, 4, 5]), (16, [6, 7, 8]), (16, [9, 10, 11]), (8, [1, 2, 3])]):
+            x, y = batch(n, i, torch.float32, "cuda")
+            assert_same_as_plain(step, base, x, y, fault, seeds, 1e-4, 1e-6, rel=1e-4, batch_models=k)
+        assert step.captures == 1
+        batched = BatchedEOPMStep(base, fault)
+        x, y = batch(16, 5, torch.float32, "cuda")
+        assert_same_as_plain(batched, base, x, y, fault, [12, 13, 14], 1e-4, 1e-6, rel=1e-4, batch_models=k)

@@ -59,7 +59,8 @@ def step_refusal(step: str, device: torch.device, cfgs: Configs) -> Optional[str
     if step == "plain":
         return None
     if step == "graph" and device.type != "cuda":
-        return f"needs a CUDA device (it replays CUDA graphs), this run is on {device}; use --eopm-step batched or plain"
+        return (f"needs a CUDA device (it replays CUDA graphs), this run is on {device}; use --eopm-step batched "
+                f"or plain")
     if step == "graph" and cfgs.perf.compile:
         return "does not combine with --compile (both capture the perturbed passes); drop --compile or use " \
                "--eopm-step batched"
