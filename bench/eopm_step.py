@@ -18,10 +18,14 @@ faults at BER 1%, fresh fault seeds every step (as in training):
       --compile --amp --channels-last;
   (h) batched fault injection (`train.eopm_fast.BatchedEOPMStep`): all N seeds' faulty weights in a
       few device ops per layer, then the N models one at a time (K=1); (h2) the same with the N
-      perturbed passes as one vmap pass (K=N, default layout); (h3) (h2) with --compile.
+      perturbed passes as one vmap pass (K=N, default layout); (h3) (h2) with --compile;
+  (i) CUDA only: the CUDA-graph step (`train.eopm_graph.GraphEOPMStep`, --eopm-step graph): (h) with the
+      N perturbed passes captured once and replayed (the capture is in the untimed warm-up step);
+      (i2) the same with K=N. On CPU these rows are skipped with a note.
 Times are the median of --reps steps after one warm-up step; peak memory is the device's (CUDA).
 The last line is `RESULT speedup_vs_original=(a)/(b) floor_ratio=(b)/(c) compile_speedup=(b)/(d3)
-[amp_speedup=(b)/(e)] batched_speedup=(b)/(h) batched_all_speedup=(b)/(h2) ...` for the first model.
+[amp_speedup=(b)/(e)] batched_speedup=(b)/(h) batched_all_speedup=(b)/(h2) [graph_speedup=(b)/(i)] ...`
+for the first model.
 
     .venv/bin/python -m bench.eopm_step                      # CPU: batch 32
     python3 -m bench.eopm_step --device cuda                 # CUDA: batch 256, adds the --amp rows
@@ -47,6 +51,7 @@ from generators import get_generator
 from models import get_model
 from train.eopm import eopm_step
 from train.eopm_fast import BatchedEOPMStep
+from train.eopm_graph import GraphEOPMStep
 
 BER, LAM, CLASSES = 0.01, 5.0, 10          # the paper's operating point and λ; CIFAR-10 classes
 TRAIN_SEEDS = (0, 30000)                    # where EOPM draws its fault seeds
@@ -154,12 +159,18 @@ def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, fl
               ("h2", f"(h2) batched faults, K={n} (vmap)", batched_step, nchw, {"batched": True, "batch_models": n}),
               ("h3", f"(h3) batched faults, K={n}, --compile", batched_step, nchw,
                {"batched": True, "batch_models": n, "compile": True})]
+    if cuda:
+        specs += [("i", "(i) CUDA-graph step, K=1", batched_step, layout, {"graph": True}),
+                  ("i2", f"(i2) CUDA-graph step, K={n} (vmap)", batched_step, nchw, {"graph": True, "batch_models": n})]
+    elif args.rows & {"i", "i2"}:
+        print(f"  {arch} rows i, i2 (CUDA-graph step) skipped: CUDA only", flush=True)
     rows = {}
     for key, label, fn, fmt, kw in specs:
         if key not in args.rows:
             continue
         kw = dict(kw)
         reps, compiled, batched = kw.pop("reps", args.reps), kw.pop("compile", False), kw.pop("batched", False)
+        graph = kw.pop("graph", False)
         workers = kw.pop("workers", args.prefetch_workers)   # (a) builds its maps itself: no threads
         g, b, xf = in_layout(fmt)
         t = time.perf_counter()
@@ -168,6 +179,8 @@ def bench_model(arch: str, args, device: torch.device) -> Dict[str, Dict[str, fl
             g, kw["runner"] = torch.compile(g), WeightedForward(b, compile=True)
         if batched:                       # made once per base model, as a run would
             kw["fast"] = BatchedEOPMStep(b, fault, compile=compiled)
+        if graph:                         # captured in the warm-up step, replayed in the timed ones
+            kw["fast"] = GraphEOPMStep(b, fault)
         rows[key] = {"label": label, **time_row(fn, g, b, xf, y, fault, plan(), reps, device, workers, **kw)}
         if compiled:
             rows[key]["total_s"] = time.perf_counter() - t
@@ -185,8 +198,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=None, help="timed steps per row (default 3 CPU, 10 CUDA)")
     ap.add_argument("--slow-reps", type=int, default=None, help="timed steps of row (a) (default 2 CPU, 5 CUDA)")
     ap.add_argument("--no-compile", action="store_true", help="skip the --compile rows (they compile first)")
-    ap.add_argument("--rows", default=None, help="comma list of rows to run: a,b,c,c2,d1,d2,d3,h,h2,h3 (+ e,f,g "
-                                                  "on CUDA); default all")
+    ap.add_argument("--rows", default=None, help="comma list of rows to run: a,b,c,c2,d1,d2,d3,h,h2,h3 (+ e,f,g,"
+                                                  "i,i2 on CUDA); default all")
     ap.add_argument("--prefetch-workers", type=int, default=-1,
                     help="threads that build fault maps ahead (default: as transform_eopm_gen)")
     args = ap.parse_args()
@@ -202,7 +215,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"EOPM step: ConvL, N={args.n}, batch {args.batch}, official faults at BER {BER}; "
           f"torch {torch.__version__}; {name}; map threads {args.prefetch_workers}")
-    args.rows = set((args.rows or "a,b,c,c2,d1,d2,d3,e,f,g,h,h2,h3").split(","))
+    args.rows = set((args.rows or "a,b,c,c2,d1,d2,d3,e,f,g,h,h2,h3,i,i2").split(","))
     if args.no_compile:
         args.rows -= {"d3", "g", "h3"}
     result = None
@@ -217,10 +230,11 @@ def main() -> None:
         if result is None:
             result = f"RESULT arch={arch} speedup_vs_original={ref / ours:.2f} floor_ratio={ours / floor:.2f}"
             for key, name in (("d3", "compile_speedup"), ("e", "amp_speedup"), ("h", "batched_speedup"),
-                              ("h2", "batched_all_speedup"), ("h3", "batched_all_compiled_speedup")):
+                              ("h2", "batched_all_speedup"), ("h3", "batched_all_compiled_speedup"),
+                              ("i", "graph_speedup"), ("i2", "graph_all_speedup")):
                 if key in rows:
                     result += f" {name}={ours / rows[key]['s']:.2f}"
-            fast = [r["s"] for k_, r in rows.items() if k_.startswith(("d", "f", "g", "h"))]
+            fast = [r["s"] for k_, r in rows.items() if k_.startswith(("d", "f", "g", "h", "i"))]
             if fast:
                 result += f" best_fast_path_speedup_vs_original={ref / min(fast):.2f}"
     print(result)

@@ -19,6 +19,10 @@ Then the sign extension (b < 8 bits) and one dequantize with the clean Δ give a
 tensor per layer. The integer arithmetic is the per-seed path's, so the bytes are the same for every
 fault model (tests/test_batched.py).
 
+What it does not implement is refused in one line (`batched_refusal`, raised by the constructor): a
+fault model registered without a batched hook, and error correction (`--ecc secded` decodes each word
+after the faults, bitflip/ecc.py; the batched op injects raw faults only).
+
 Example:
     faults = BatchedFaults(model, FaultConfig("official", 0.01))
     stacked = faults.weights([3, 4, 5])               # {'<layer>.weight': (3, *shape) q'·Δ}
@@ -41,6 +45,22 @@ from models.quant import QuantMixin
 Layers = List[Tuple[str, QuantMixin, torch.Tensor]]
 
 
+def batched_fault_models() -> List[str]:
+    """The fault models with a batched form (a `tiled` or `cells` hook), in registry order."""
+    return [name for name in FAULT_MODELS.names()
+            if FAULT_MODELS.meta(name).get("tiled") or FAULT_MODELS.meta(name).get("cells")]
+
+
+def batched_refusal(cfg: FaultConfig) -> Optional[str]:
+    """Why `BatchedFaults` cannot give `cfg`'s faulty weights, as one line; None when it can."""
+    if cfg.model not in batched_fault_models():
+        return (f"fault model {cfg.model!r} has no batched form (a `tiled` or `cells` hook); the batched "
+                f"fault op implements {', '.join(batched_fault_models())}")
+    if cfg.ecc != "none":
+        return f"--ecc {cfg.ecc} is not implemented by the batched fault op (it injects raw faults, no decoding)"
+    return None
+
+
 class BatchedFaults:
     """Faulty int8 weights (and their q'·Δ) of one model under N seeds, each layer's N copies at once.
 
@@ -49,11 +69,12 @@ class BatchedFaults:
     """
 
     def __init__(self, model: nn.Module, cfg: FaultConfig):
+        refusal = batched_refusal(cfg)
+        if refusal is not None:
+            raise ValueError(refusal)
         meta = FAULT_MODELS.meta(cfg.model)
         self._tiled: Optional[Callable] = meta.get("tiled")
         self._cells: Optional[Callable] = meta.get("cells")
-        if self._tiled is None and self._cells is None:
-            raise ValueError(f"fault model {cfg.model!r} registers no batched form (a `tiled` or `cells` hook)")
         self.model, self.cfg = model, cfg
         self._index: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}   # (n, rows, device) -> (n,)
 
@@ -62,16 +83,22 @@ class BatchedFaults:
         return [(name, layer, faulty.reshape(faulty.shape[0], *shape)) for name, layer, shape, faulty in
                 self._faulty(seeds)]
 
-    def weights(self, seeds: Sequence[int]) -> Dict[str, torch.Tensor]:
+    def weights(self, seeds: Sequence[int], out: Optional[Dict[str, torch.Tensor]] = None
+                ) -> Dict[str, torch.Tensor]:
         """{'<layer>.weight': (N, *weight.shape) q'·Δ} with the clean Δ, in the weight's dtype (contiguous):
-        the weights the N perturbed models compute with, stacked as `StackedForward` takes them."""
-        out = {}
+        the weights the N perturbed models compute with, stacked as `StackedForward` takes them.
+
+        `out` (a dict this method returned before, same N) is filled in place and returned instead of
+        new tensors: the fixed addresses a CUDA graph reads (train/eopm_graph.py)."""
+        stacks = {} if out is None else out
         with torch.no_grad():
             for name, layer, shape, faulty in self._faulty(seeds):
                 w, delta = layer.weight, layer.int8_weight()[1]
-                deq = torch.empty(faulty.shape, dtype=w.dtype, device=w.device).copy_(faulty).mul_(delta)
-                out[weight_key(name)] = deq.view(faulty.shape[0], *shape)                 # (N, *shape)
-        return out
+                key = weight_key(name)
+                if out is None:
+                    stacks[key] = torch.empty((faulty.shape[0], *shape), dtype=w.dtype, device=w.device)
+                stacks[key].view(faulty.shape).copy_(faulty).mul_(delta)                 # (N, *shape)
+        return stacks
 
     def _faulty(self, seeds: Sequence[int]) -> List[Tuple[str, QuantMixin, torch.Size, torch.Tensor]]:
         """(name, layer, weight shape, int8 (N, n)) per layer; the (N, n) tensor may be a strided view."""

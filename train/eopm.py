@@ -12,6 +12,10 @@ F(x) is computed once, detached into a leaf z, every M_k back-propagates into z.
 (memory of one model), and z.grad is finally pushed through G. One consequence differs from the
 original: the generator's BatchNorm running statistics update once per batch instead of N times.
 
+Which implementation computes a step is a speed choice (--eopm-step; `EOPM_STEPS` below): `eopm_step`
+is the reference; `batched` (train/eopm_fast.py) and `graph` (train/eopm_graph.py) give the same
+gradient with less host work per perturbed model (docs/DESIGN.md §13).
+
 Example:
     python zs_main.py resnet18 transform_eopm_gen cifar10 -ber 0.01 -cp BASE.pt -G ConvL -N 10 -LM 5
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +32,7 @@ from bitflip import FaultConfig
 from bitflip.ensemble import WeightedForward, perturbed_logits
 from bitflip.prefetch import FaultPrefetcher, SeedPlan
 from common.dist import DistInfo, global_batchnorm
+from common.registry import Registry
 from common.runs import UsageError
 from common.session import Session
 from config import TEST_LOADER_SEED, Configs
@@ -38,6 +43,8 @@ from eval.plots import plot_curves
 from eval.samples import save_samples
 from generators import get_generator
 from models import load_base
+from train.eopm_fast import BatchedEOPMStep, resolve_eopm_step
+from train.eopm_graph import GraphEOPMStep
 from train.loop import FRESH_START, TrainingTask, fit, load_best, reseed_epoch, train_one_epoch, wrap_ddp
 from train.resume import nothing_missing, resume
 
@@ -74,6 +81,25 @@ def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: t
             "pert_acc": 100 * pert_correct.float() / (n * len(y))}
 
 
+EOPM_STEPS = Registry("EOPM step")       # --eopm-step NAME -> (cfgs, base) -> a callable like `eopm_step`
+StepFn = Callable[..., Dict[str, torch.Tensor]]
+
+
+@EOPM_STEPS.register("plain")
+def _plain_step(cfgs: Configs, base: torch.nn.Module) -> StepFn:
+    return eopm_step
+
+
+@EOPM_STEPS.register("batched")
+def _batched_step(cfgs: Configs, base: torch.nn.Module) -> StepFn:
+    return BatchedEOPMStep(base, cfgs.fault, compile=cfgs.perf.compile)
+
+
+@EOPM_STEPS.register("graph")
+def _graph_step(cfgs: Configs, base: torch.nn.Module) -> StepFn:
+    return GraphEOPMStep(base, cfgs.fault)
+
+
 def generator_meta(cfgs: Configs) -> dict:
     """The fields that make a generator checkpoint self-describing."""
     return {"kind": "generator", "generator": cfgs.eopm.generator, "arch": cfgs.run.arch,
@@ -93,15 +119,16 @@ def models_per_rank(n_models: int, n_global: bool, info: DistInfo) -> int:
 
 
 def training_step(cfgs: Configs, net: torch.nn.Module, base: torch.nn.Module, opt: torch.optim.Optimizer,
-                  sched, plan: SeedPlan, runner: Optional[WeightedForward]):
-    """One optimizer step of G on a batch: the plan's fresh fault seeds, `eopm_step`, then the schedule."""
+                  sched, plan: SeedPlan, runner: Optional[WeightedForward], eopm: StepFn = eopm_step):
+    """One optimizer step of G on a batch: the plan's fresh fault seeds, the EOPM step `eopm` (made by
+    `EOPM_STEPS` for the run's --eopm-step; the plain `eopm_step` by default), then the schedule."""
     ecfg, perf = cfgs.eopm, cfgs.perf
 
     def step(x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
         if perf.use_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
-        metrics = eopm_step(net, base, x, y, cfgs.fault, plan.next(), ecfg.lam, perf.batch_models, perf.amp, runner)
+        metrics = eopm(net, base, x, y, cfgs.fault, plan.next(), ecfg.lam, perf.batch_models, perf.amp, runner)
         opt.step()
         sched.step()
         return metrics
@@ -123,14 +150,16 @@ def build_generator(cfgs: Configs, device: torch.device, dist_info: DistInfo
     return gen, opt, sched
 
 
-def describe_run(cfgs: Configs, n_train: int, n_val: int, dist_info: DistInfo, n_local: int) -> str:
-    """The run's one-line summary: what is trained on what, and how best.pt is chosen."""
+def describe_run(cfgs: Configs, n_train: int, n_val: int, dist_info: DistInfo, n_local: int,
+                 step_name: str = "plain") -> str:
+    """The run's one-line summary: what is trained on what, by which EOPM step, and how best.pt is chosen."""
     ecfg, fault = cfgs.eopm, cfgs.fault
     select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
               f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
     return (f"EOPM: {ecfg.generator} on frozen {cfgs.run.arch} ({cfgs.run.checkpoint}); {fault.model} faults "
             f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {n_train} train images; "
-            f"{dist_info.world_size} process(es) x {n_local} perturbed models per step; {select}")
+            f"{dist_info.world_size} process(es) x {n_local} perturbed models per step ({step_name} EOPM step); "
+            f"{select}")
 
 
 def result_settings(cfgs: Configs, run_dir: Path, dist_info: DistInfo) -> dict:
@@ -147,6 +176,7 @@ def run(cfgs: Configs) -> int:
     run_cfg, data_cfg, ecfg, fault, perf = cfgs.run, cfgs.data, cfgs.eopm, cfgs.fault, cfgs.perf
     with Session(run_cfg, perf) as s:
         device, dist_info = s.device, s.dist
+        step_name = resolve_eopm_step(perf.eopm_step, device, cfgs)      # refuses before any work
         n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
         info = get_dataset_info(data_cfg.dataset)
         base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device,
@@ -178,10 +208,10 @@ def run(cfgs: Configs) -> int:
         if dist_info.is_main and trains:
             print_ptq_accuracy(run_cfg.arch, cfgs.bits, base, val_batches, device, "validation")
             print(describe_run(cfgs, len(train_loader.dataset), sum(len(y) for _, y in val_batches), dist_info,
-                               n_local))
+                               n_local, step_name))
             frozen = monitor(None) if val_batches else None
 
-        step = training_step(cfgs, net, base, opt, sched, plan, runner)
+        step = training_step(cfgs, net, base, opt, sched, plan, runner, EOPM_STEPS.get(step_name)(cfgs, base))
 
         def one_epoch(epoch):
             plan.start_epoch(run_cfg.seed, dist_info.rank, epoch, steps=len(train_loader))
