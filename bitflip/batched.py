@@ -17,7 +17,9 @@ one batch per layer, through the batched hook its fault model registers (bitflip
 
 Then the sign extension (b < 8 bits) and one dequantize with the clean Δ give a (N, *weight.shape)
 tensor per layer. The integer arithmetic is the per-seed path's, so the bytes are the same for every
-fault model (tests/test_batched.py).
+fault model (tests/test_batched.py). With an error-correcting code (cfg.ecc, bitflip/ecc.py) there is
+no batched decoder: every step falls back to the per-seed path (`faulty_layer`: faults, then decoding),
+right but without the speed-up.
 
 Example:
     faults = BatchedFaults(model, FaultConfig("official", 0.01))
@@ -32,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bitflip.apply import fault_layers, weight_key
-from bitflip.faults import FAULT_MODELS, FaultConfig, check_seed, inject_cfg, is_clean, sign_extend
+from bitflip.apply import fault_layers, faulty_layer, weight_key
+from bitflip.faults import FAULT_MODELS, FaultConfig, check_seed, is_clean, sign_extend
 from bitflip.official import apply_tiled_batch, tile_index, to_device, words_per_row
 from bitflip.sampled import apply_cells_batch
 from models.quant import QuantMixin
@@ -80,6 +82,8 @@ class BatchedFaults:
             raise ValueError("BatchedFaults needs at least one seed")
         named = fault_layers(self.model, self.cfg)
         clean = is_clean(self.cfg)
+        if self.cfg.ecc != "none" and not clean:              # no batched decoder
+            return self._per_seed(named, seeds)
         maps = [self._tiled(self.cfg, s) for s in seeds] if self._tiled is not None and not clean else None
         if maps is not None and len({keep.shape for keep, _ in maps}) > 1:
             return self._per_seed(named, seeds)
@@ -113,7 +117,7 @@ class BatchedFaults:
         out = []
         for index, (name, layer) in enumerate(named):
             q = layer.int8_weight()[0]
-            out.append((name, layer, q.shape, torch.stack([inject_cfg(q, self.cfg, s, index).reshape(-1)
+            out.append((name, layer, q.shape, torch.stack([faulty_layer(q, self.cfg, s, index).reshape(-1)
                                                            for s in seeds])))
         return out
 
