@@ -22,6 +22,7 @@ import config
 import grid
 import run_args
 from bitflip import FaultConfig, faultmap_cli
+from bitflip.faults import ECC_LABELS
 from common.ckpt import CheckpointError, code_version
 from common.cli import EXIT_INTERRUPTED, EXIT_USAGE, field_default, one_line_warning, run_subcommand, values_from
 from common.registry import UnknownName
@@ -142,7 +143,8 @@ def _fault_text(c: Configs, bers: Sequence[float] = ()) -> str:
     f = c.fault
     where = "" if f.position == -1 else f" bit {f.position}"
     maps = f" from {len(f.maps)} map(s) ({', '.join(f.maps[:3])}{', ...' if len(f.maps) > 3 else ''})" * bool(f.maps)
-    return f"{f.model} faults{where}{maps} at BER {','.join(f'{b:g}' for b in (bers or (f.ber,)))}, {f.bits}-bit"
+    return (f"{f.model} faults{where}{maps} at BER {','.join(f'{b:g}' for b in (bers or (f.ber,)))}, "
+            f"{f.bits}-bit{ECC_LABELS[f.ecc]}")
 
 
 def _cp_text(c: Configs) -> str:
@@ -164,7 +166,8 @@ SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
         _data_text(c, "test"), f"eval seeds {_seed_text(c.eval.seeds)}"],
     "export": lambda c: [f"-cp {c.run.checkpoint}", f"--out {c.run.out}", f"{c.fault.bits}-bit"],
     "energy": lambda c: [f"-G {','.join(c.energy.generators)}",
-                         f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}"],
+                         (f"S = {c.energy.saving:g}%" if c.energy.saving is not None else f"-ber {c.fault.ber:g}")
+                         + ECC_LABELS[c.fault.ecc]],
     "latency": lambda c: [f"-G {','.join(c.energy.generators)}", f"batch 1, median of {c.latency.repeats} after "
                           f"{c.latency.warmup} warm-up passes"],
 }

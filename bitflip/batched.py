@@ -36,8 +36,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from bitflip.apply import fault_layers, weight_key
-from bitflip.faults import FAULT_MODELS, FaultConfig, check_seed, inject_cfg, is_clean, sign_extend
+from bitflip.apply import fault_layers, faulty_layer, weight_key
+from bitflip.faults import FAULT_MODELS, FaultConfig, check_seed, is_clean, sign_extend
 from bitflip.official import apply_tiled_batch, tile_index, to_device, words_per_row
 from bitflip.sampled import apply_cells_batch
 from models.quant import QuantMixin
@@ -140,7 +140,7 @@ class BatchedFaults:
         out = []
         for index, (name, layer) in enumerate(named):
             q = layer.int8_weight()[0]
-            out.append((name, layer, q.shape, torch.stack([inject_cfg(q, self.cfg, s, index).reshape(-1)
+            out.append((name, layer, q.shape, torch.stack([faulty_layer(q, self.cfg, s, index).reshape(-1)
                                                            for s in seeds])))
         return out
 

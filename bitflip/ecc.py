@@ -1,4 +1,4 @@
-"""SECDED error correction of the weight SRAM: a (72,64) extended Hamming code per 64-bit word (docs/DESIGN.md §14).
+"""SECDED error correction of the weight SRAM: a (72,64) extended Hamming code per 64-bit word (docs/DESIGN.md §15).
 
 The standard single-error-correcting, double-error-detecting code of server memory (Hamming 1950,
 extended by an overall parity bit; Hsiao 1970 is a variant with the same guarantees): every word of
@@ -32,6 +32,12 @@ data map (each 128-cell row of 16 weights = 2 words gets 2 x 8 check cells; word
 (w // 32) mod 8192, word column w mod 2; every layer restarts at row 0). Fault position `-pos` and
 b < 8 bit weights are not modelled (a word is 8 full int8 weights).
 
+Use. `ECC_DECODERS` maps an --ecc name to its decoder (clean, faulty, cfg, seed, layer_index) ->
+SecdedResult; `bitflip.apply.faulty_int8` runs it on every layer after the faults when cfg.ecc is not
+"none", so every path that perturbs a model (evaluation, EOPM, samples, fault-aware training) reads
+the weights as decoded. `word_counts` turns one layer's decoding into counts of 72-bit words (wrong
+before / after decoding, corrected), which the evaluation records.
+
 Example:
     from bitflip.ecc import inject_ecc
     q2 = inject_ecc(q, FaultConfig("official", 0.01), seed=50000)  # int8 of q's shape, as decoded
@@ -40,7 +46,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 import torch
@@ -147,10 +153,12 @@ def encode_check_bits(q: torch.Tensor) -> torch.Tensor:
 class SecdedResult:
     """What the decoder delivers: `q` the int8 weights (shape of the input), and per word (W,):
     `status` (CLEAN / CORRECTED / DETECTED as the decoder sees it), `check_errors` the check-bit
-    errors left after decoding (uint8; 0 where the codeword's check part is right)."""
+    errors left after decoding (uint8; 0 where the codeword's check part is right), `read_errors` the
+    check-bit errors as read, before decoding."""
     q: torch.Tensor
     status: torch.Tensor
     check_errors: torch.Tensor
+    read_errors: torch.Tensor
 
 
 def secded_decode(clean: torch.Tensor, faulty: torch.Tensor, check_errors: torch.Tensor) -> SecdedResult:
@@ -177,7 +185,7 @@ def secded_decode(clean: torch.Tensor, faulty: torch.Tensor, check_errors: torch
     left = check_errors ^ _lookup(fix_check, s) * fixes
     status = torch.where(fixes, CORRECTED, torch.where(v == 0, CLEAN, DETECTED)).to(torch.uint8)
     q = out.view(-1)[:clean.numel()].view(torch.int8).view(clean.shape)
-    return SecdedResult(q, status, left)
+    return SecdedResult(q, status, left, check_errors)
 
 
 def _pack(cells: np.ndarray, n_cells: int) -> np.ndarray:
@@ -229,3 +237,20 @@ def secded(clean: torch.Tensor, faulty: torch.Tensor, cfg: FaultConfig, seed: in
 def inject_ecc(q: torch.Tensor, cfg: FaultConfig, seed: int, layer_index: int = 0) -> torch.Tensor:
     """`bitflip.inject_cfg` behind a SECDED decoder: the int8 weights (q's shape) the decoder delivers."""
     return secded(q, inject_cfg(q, cfg, seed, layer_index), cfg, seed, layer_index).q
+
+
+def word_counts(clean: torch.Tensor, faulty: torch.Tensor, result: SecdedResult) -> Dict[str, int]:
+    """Counts of one layer's 72-bit words: {'words', 'wrong_before' (any of the 72 cells read wrong),
+    'wrong_after' (any bit still wrong after decoding, data or check), 'corrected' (wrong before, right
+    after)}. The zero-padded tail of the last word holds no weights, so it never counts as wrong."""
+    stored = _words(clean)                                                   # (W, 8)
+    before = (stored != _words(faulty)).any(1) | (result.read_errors != 0)   # (W,)
+    after = (stored != _words(result.q)).any(1) | (result.check_errors != 0)
+    return {"words": int(stored.shape[0]), "wrong_before": int(before.sum()), "wrong_after": int(after.sum()),
+            "corrected": int((before & ~after).sum())}
+
+
+# --ecc name -> decoder(clean, faulty, cfg, seed, layer_index) -> SecdedResult (bitflip.faults.ECC_CODES
+# lists the names; "none" has no decoder)
+Decoder = Callable[[torch.Tensor, torch.Tensor, FaultConfig, int, int], SecdedResult]
+ECC_DECODERS: Dict[str, Decoder] = {"secded": secded}

@@ -35,6 +35,7 @@ from models.quant import DEFAULT_BITS
 
 FAULT_MODELS = Registry("fault model")
 ECC_CODES = ("none", "secded")   # --ecc: no correction, or SECDED (72,64) over every 8 int8 weights
+ECC_LABELS = {"none": "", "secded": " + SECDED"}   # how a fault description names the code (console lines)
 MAX_SEED = 2 ** 32 - 2   # numpy's legacy RandomState takes seeds < 2^32, and `official` uses seed + 1
 
 
@@ -71,6 +72,8 @@ class FaultConfig:
                              f"{self.bits}-bit weights, got {self.position!r}")
         if self.ecc not in ECC_CODES:
             raise ValueError(f"unknown error correction {self.ecc!r}; choose from {', '.join(ECC_CODES)}")
+        if self.ecc != "none":
+            _check_ecc_layout(self)
         object.__setattr__(self, "maps", tuple(str(m) for m in self.maps))
         if FAULT_MODELS.meta(self.model).get("measured", False) != bool(self.maps):
             raise ValueError("--fault-model chipmap needs --fault-map (measured maps)" if self.maps == ()
@@ -78,6 +81,19 @@ class FaultConfig:
         object.__setattr__(self, "ber", float(self.ber))          # plain Python types: hashable, JSON-able
         object.__setattr__(self, "position", int(self.position))
         object.__setattr__(self, "bits", int(self.bits))
+
+
+def _check_ecc_layout(cfg: FaultConfig) -> None:
+    """Refuse (ValueError, CLI flags named) what an ECC over words of 8 whole int8 weights cannot model:
+    measured chip maps (cells of a chip, not our word layout), one bit position, b < 8 bit weights."""
+    code = f"--ecc {cfg.ecc}"
+    if FAULT_MODELS.meta(cfg.model).get("measured", False):
+        raise ValueError(f"{code} needs a rate fault model ({', '.join(FAULT_MODELS.names(measured=False))}), "
+                         f"not --fault-model {cfg.model}: a measured map gives chip cells, not 72-bit code words")
+    if cfg.position != -1:
+        raise ValueError(f"{code} protects whole weights: -pos must be -1 (any bit), got -pos {cfg.position}")
+    if cfg.bits != 8:
+        raise ValueError(f"{code} needs --bits 8 (a 64-bit word holds 8 int8 weights), got --bits {cfg.bits}")
 
 
 def _official_host_work(cfg: FaultConfig, seed: int) -> None:

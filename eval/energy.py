@@ -6,7 +6,7 @@ per conv / transposed-conv / linear layer, with SCALE-Sim's output sizes, summed
 unit). S, the per-access saving, comes from the operating point of a BER: the paper's 1% point (S = 30.63%,
 fitted to Table 2) or, for other BERs, a Gaussian cell-failure model labelled "not a paper number".
 
-SECDED (bitflip/ecc.py, docs/DESIGN.md §14): protecting the low-voltage weight memory with a (72,64)
+SECDED (bitflip/ecc.py, docs/DESIGN.md §15): protecting the low-voltage weight memory with a (72,64)
 code makes every access read 72 cells instead of 64, `ecc_overhead` = 8/64 = 12.5% more energy, so
 the per-access saving against the nominal-voltage, ECC-free baseline shrinks to
 S_ecc = 1 - (1 + o)(1 - S) (30.63% -> 21.96% at 1% BER). The generator's weights sit in nominal-
@@ -33,6 +33,7 @@ PAPER_SAVING = 30.63          # % per access at 1% BER: fitted to Table 2 (docs/
 BER_AT_VMIN = 1.0 / SRAM_BITS  # assumption: Vmin = lowest voltage with (at most) one failing cell
 WEIGHT_KINDS = ("conv", "deconv", "linear")  # eval.macs layer kinds that read weights
 ECC_OVERHEAD = 8 / 64         # SECDED (72,64): 8 check cells read with every 64 data cells
+ECC_OVERHEADS = {"none": 0.0, "secded": ECC_OVERHEAD}   # --ecc name -> extra cells read per access
 
 
 # ----------------------------------------------------------------------------- operating points

@@ -5,7 +5,8 @@ PA(NF) its accuracy on the generator's output F(x) = clamp(x + G(x), -1, 1). Mea
 std (ddof 0) over seeds; RP = PA(NF)_mean - PA_mean in points. `testing_mode` (config.py, or
 --testing-mode) picks 'clean' (the base model alone: CA only) or 'generator_base'. Both write the
 same results.json schema: the first entry's numbers at the top level, every (split, BER) entry under
-'sweep', and 'settings'.
+'sweep', and 'settings'. With --ecc secded each seed's row also counts the 72-bit code words that stay
+wrong after decoding (`ecc_words`), summed per entry; the console gives the first seed's and the total.
 
 Example:
     python zs_main.py resnet18 transform_eval cifar10 -cp BASE.pt --testing-mode generator_base --G-path G.pt
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 
 from bitflip import FaultConfig
+from bitflip.apply import ecc_word_counts
+from bitflip.faults import ECC_LABELS
 from bitflip.ensemble import WeightedForward, chunks, perturbed_ensemble
 from bitflip.prefetch import MAX_AHEAD, FaultPrefetcher
 from common.dist import DistInfo
@@ -64,8 +67,8 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
     perturbed passes one seed at a time. Always float32: --amp is for training only.
     `base_only`, an earlier `evaluate_seeds(base, None, ...)` on the same batches, fault and seeds,
     supplies CA and each seed's PA, so only the passes that depend on the generator run."""
-    known_pa = None if base_only is None else {r["seed"]: r["PA"] for r in base_only["per_seed"]}
-    if known_pa is not None and any(s not in known_pa for s in seeds):
+    known = None if base_only is None else {r["seed"]: r for r in base_only["per_seed"]}
+    if known is not None and any(s not in known for s in seeds):
         raise ValueError("base_only was measured on other fault seeds")
     if clean is None:
         clean = clean_numbers(base, gen, batches, device, ca=None if base_only is None else base_only["CA"])
@@ -77,11 +80,14 @@ def evaluate_seeds(base: torch.nn.Module, gen: Optional[torch.nn.Module], batche
         for group in chunks(seeds, batch_models):
             prefetch.wait(group)
             with perturbed_ensemble(base, fault, group, runner) as forward:
-                pa = [known_pa[s] for s in group] if known_pa is not None \
+                pa = [known[s]["PA"] for s in group] if known is not None \
                     else ensemble_accuracy(forward, batches, device, len(group))
                 pnf = ensemble_accuracy(forward, fx_batches, device, len(group)) if fx_batches else None
             for i, seed in enumerate(group):
                 rows.append({"seed": seed, "PA": pa[i], **({"PA_NF": pnf[i]} if pnf is not None else {})})
+                if fault.ecc != "none":                    # base_only counted the same words already
+                    prior = known[seed].get("ecc_words") if known is not None else None
+                    rows[-1]["ecc_words"] = prior or ecc_word_counts(base, fault, seed)
                 if on_seed is not None:
                     on_seed(rows[-1])
     out["per_seed"] = rows
@@ -97,7 +103,20 @@ def summarize(res: Dict) -> Dict:
         pnf = np.array([r["PA_NF"] for r in rows])
         res.update(PA_NF_mean=float(pnf.mean()), PA_NF_std=float(pnf.std(ddof=0)),
                    RP=float(pnf.mean() - pa.mean()))
+    if rows and "ecc_words" in rows[0]:
+        res["ecc_words"] = {k: sum(r["ecc_words"][k] for r in rows) for k in rows[0]["ecc_words"]}
     return res
+
+
+def ecc_text(res: Dict, label: str) -> str:
+    """One console line on an entry's code words: the first seed's wrong-after-decoding share, then all seeds'."""
+    first, total, n = res["per_seed"][0], res["ecc_words"], len(res["per_seed"])
+
+    def share(c: Dict) -> str:
+        return (f"{c['wrong_after']:,} of {c['words']:,} words ({100 * c['wrong_after'] / c['words']:.3f}%) wrong "
+                f"after decoding, {c['corrected']:,} corrected")
+    return (f"SECDED {label}: seed {first['seed']}: {share(first['ecc_words'])}"
+            + (f"; {n} seeds: {share(total)}" if n > 1 else ""))
 
 
 def seed_progress(total: int, desc: str = "evaluation") -> Tuple[Callable[[str, Dict], None], Callable]:
@@ -148,7 +167,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
             warnings.warn(f"evaluation fault seeds {reused[:5]}{'...' if len(reused) > 5 else ''} lie in the "
                           f"EOPM training range {cfgs.eopm.train_seeds} or the monitor seeds "
                           f"{list(cfgs.eopm.monitor_seeds)}: the generator may have seen these bit errors")
-    all_results = []
+    all_results, ecc = [], ECC_LABELS[cfgs.fault.ecc]
     tick, close = seed_progress(len(splits) * len(bers) * len(cfgs.eval.seeds)) if dist_info.is_main \
         else (lambda label, row: None, lambda: None)              # other ranks: silent
     for split in splits:
@@ -163,7 +182,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
         merged = sharded_over_seeds(
             lambda ber, seeds: evaluate_seeds(base, gen, batches, device, replace(cfgs.fault, ber=ber), seeds,
                                               cfgs.perf.batch_models,
-                                              on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}", row),
+                                              on_seed=lambda row, b=ber: tick(f"{split} ber={b:g}{ecc}", row),
                                               prefetch_workers=cfgs.perf.prefetch_workers,
                                               runner=runner, clean=clean),
             bers, cfgs.eval.seeds, dist_info)
@@ -174,10 +193,15 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
     close()
     if not dist_info.is_main:
         return None
+    if ecc and perturbed_eval:
+        print(f"{cfgs.fault.model} faults{ecc}: PA and PA(NF) below are the models as the decoder delivers them")
     print(TABLE_HEAD)                                    # one header, then a row per (split, BER)
     for res in all_results:
         label = "clean" if res["ber"] is None else f"ber={res['ber']:g}"
         print(results_row(res, f"{cfgs.run.arch} {res['split']} {label}"))
+    for res in all_results:
+        if res.get("ecc_words") and res["per_seed"]:
+            print(ecc_text(res, f"{res['split']} ber={res['ber']:g}"))
     settings = {"arch": cfgs.run.arch, "dataset": data_cfg.dataset, "fault": asdict(cfgs.fault),
                 "fault_model": cfgs.fault.model, "ber": bers[0] if bers else None,
                 "seeds": list(cfgs.eval.seeds) if perturbed_eval else [], "test_limit": data_cfg.test_limit,

@@ -32,8 +32,12 @@ SUMMARY_CSV = "summary.csv"       # one row per (split, BER): CA, PA mean/std, C
 # JSON types each known key may hold (None = null allowed); keys not listed are kept unchecked.
 NUM, INT, STR, LIST, DICT, NULL = "number", "integer", "string", "list", "object", "null"
 ENTRY_TYPES: Dict[str, Tuple[str, ...]] = {**{k: (NUM,) for k in RESULT_KEYS}, "per_seed": (LIST,),
-                                           "ber": (NUM, NULL), "split": (STR,), "n_images": (INT, NULL)}
-SEED_TYPES: Dict[str, Tuple[str, ...]] = {"seed": (INT,), "PA": (NUM,), "PA_NF": (NUM,)}
+                                           "ber": (NUM, NULL), "split": (STR,), "n_images": (INT, NULL),
+                                           "ecc_words": (DICT,)}
+SEED_TYPES: Dict[str, Tuple[str, ...]] = {"seed": (INT,), "PA": (NUM,), "PA_NF": (NUM,), "ecc_words": (DICT,)}
+# --ecc: 72-bit code words of the base model (summed over the entry's seeds, or one seed's), as decoded
+ECC_WORD_TYPES: Dict[str, Tuple[str, ...]] = {k: (INT,) for k in ("words", "wrong_before", "wrong_after",
+                                                                   "corrected")}
 SETTINGS_TYPES: Dict[str, Tuple[str, ...]] = {
     **{k: (STR, NULL) for k in ("arch", "dataset", "generator", "fault_model", "g_path", "generator_trained_on",
                                 "testing_mode", "checkpoint")},
@@ -93,8 +97,13 @@ def read_results(run_dir: os.PathLike) -> Results:
     for i, entry in enumerate(sweep):
         where = f"sweep[{i}]" if raw.get("sweep") else ""
         entry = dict(_check(path, where, entry, ENTRY_TYPES))
+        dot = "." * bool(where)
+        if "ecc_words" in entry:
+            _check(path, f"{where}{dot}ecc_words", entry["ecc_words"], ECC_WORD_TYPES)
         for j, seed in enumerate(entry.get("per_seed", [])):
-            _check(path, f"{where}{'.' * bool(where)}per_seed[{j}]", seed, SEED_TYPES)
+            _check(path, f"{where}{dot}per_seed[{j}]", seed, SEED_TYPES)
+            if "ecc_words" in seed:
+                _check(path, f"{where}{dot}per_seed[{j}].ecc_words", seed["ecc_words"], ECC_WORD_TYPES)
         perturbed = "PA_mean" in entry
         entry.setdefault("split", "test")
         entry.setdefault("ber", settings.get("ber") if perturbed else None)
@@ -119,7 +128,7 @@ def format_results(res: Dict, label: str) -> str:
 
 def write_results(run_dir: Path, results: List[Dict], settings: Dict) -> Dict:
     """results.json (first entry at top level, every (split, BER) under 'sweep'), per_seed.csv, summary.csv."""
-    main = {**{k: results[0][k] for k in RESULT_KEYS if k in results[0]},
+    main = {**{k: results[0][k] for k in (*RESULT_KEYS, "ecc_words") if k in results[0]},
             "per_seed": results[0]["per_seed"], "settings": settings, "sweep": results}
     write_json(run_dir / RESULTS_JSON, main)
     write_csv(run_dir / PER_SEED_CSV, ["split", "ber", "seed", "PA", "PA_NF"],

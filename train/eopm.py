@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from bitflip import FaultConfig
 from bitflip.ensemble import WeightedForward, perturbed_logits
+from bitflip.faults import ECC_LABELS
 from bitflip.prefetch import FaultPrefetcher, SeedPlan
 from common.dist import DistInfo, global_batchnorm
 from common.registry import Registry
@@ -157,7 +158,7 @@ def describe_run(cfgs: Configs, n_train: int, n_val: int, dist_info: DistInfo, n
     select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
               f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
     return (f"EOPM: {ecfg.generator} on frozen {cfgs.run.arch} ({cfgs.run.checkpoint}); {fault.model} faults "
-            f"at ber={fault.ber:g}; N={ecfg.n_models} λ={ecfg.lam}; {n_train} train images; "
+            f"at ber={fault.ber:g}{ECC_LABELS[fault.ecc]}; N={ecfg.n_models} λ={ecfg.lam}; {n_train} train images; "
             f"{dist_info.world_size} process(es) x {n_local} perturbed models per step ({step_name} EOPM step); "
             f"{select}")
 
