@@ -162,8 +162,9 @@ def paired_gain(a: np.ndarray, b: np.ndarray):
 def test_fault_aware_training_raises_perturbed_accuracy():
     """Measured (8 init seeds, 2-core CPU under load, ~9 s), PA in %, mean ± SE: plain 69.8 ± 2.0, clipping
     alone 89.5 ± 0.6, fault-aware + clipping 93.5 ± 0.1 (CA 95.2 / 95.4 / 94.6); paired gains +23.7 ± 2.1
-    and +4.0 ± 0.7 points. Fault-aware training without clipping fell to 55.1 ± 3.0 (not asserted): the
-    clipping is part of the method (Stutz et al. 2021 found bit error training unstable without it)."""
+    and +4.0 ± 0.7 points. Fault-aware training without clipping fell to 55.1 ± 3.0 here (not asserted):
+    the clipping is part of the method (Stutz et al. 2021 combine the two, and find clipping alone already
+    effective, as here)."""
     seeds = range(8)
     runs = {name: np.array([train_and_measure(s, fa, clip) for s in seeds])
             for name, fa, clip in (("plain", False, None), ("clip", False, CLIP), ("randbet", True, CLIP))}
