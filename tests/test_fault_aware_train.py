@@ -61,6 +61,15 @@ def test_bits_and_clip_weights_need_no_fault_aware():
         refuse_unused_faults(zs_main.build_configs(parse(["vgg11", "train", "cifar10", *argv])))  # no error
 
 
+def test_the_start_up_line_names_the_training_faults_only_when_used():
+    def line(*argv):
+        return zs_main.summary_line(zs_main.build_configs(zs_main.build_parser().parse_args(
+            ["vgg11", "train", "cifar10", *argv])))
+    assert "fault-aware: flip faults at BER 0.05, 8-bit | --clip-weights 0.2" in line(
+        "--fault-aware", "--fault-model", "flip", "-ber", "0.05", "--clip-weights", "0.2")
+    assert "faults" not in line() and "clip" not in line()
+
+
 def test_training_record_and_its_reader():
     fault = FaultConfig("flip", 0.05)
     assert training_record(False, fault, None) == "qat"
