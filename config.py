@@ -49,7 +49,7 @@ RUNS_ROOT = "checkpoints"  # default parent of run folders
 # every one of them that differs from its default, so two runs that cannot resume into each other never
 # share a default folder. The energy mode writes no folder.
 RUN_SETTINGS: Dict[str, Tuple[str, ...]] = {
-    "train": ("run", "data", "train", "fault.bits"),
+    "train": ("run", "data", "train", "fault"),      # fault: the bits, and --fault-aware's bit errors
     "transform_eopm_gen": ("run", "data", "eopm", "fault"),
     "transform_eval": ("run", "data", "eval", "fault"),
     "energy": (),

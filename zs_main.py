@@ -153,7 +153,9 @@ def _cp_text(c: Configs) -> str:
 
 # What each mode's start-up line shows: only the settings it uses (the full set goes to args.json).
 SUMMARIES: Dict[str, Callable[[Configs], List[str]]] = {
-    "train": lambda c: [_data_text(c), f"-E {c.train.epochs} -LR {c.train.lr:g} -BS {c.data.batch_size}"],
+    "train": lambda c: [_data_text(c), f"-E {c.train.epochs} -LR {c.train.lr:g} -BS {c.data.batch_size}",
+                        *([f"fault-aware: {_fault_text(c)}"] if c.train.fault_aware else []),
+                        *([f"--clip-weights {c.train.clip_weights:g}"] if c.train.clip_weights is not None else [])],
     "transform_eopm_gen": lambda c: [
         _cp_text(c), f"-G {c.eopm.generator} -N {c.eopm.n_models} -LM {c.eopm.lam:g}", _fault_text(c),
         _data_text(c), f"-E {c.eopm.epochs} -LR {c.eopm.lr:g} -BS {c.data.batch_size}",

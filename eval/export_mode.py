@@ -30,7 +30,8 @@ def run(cfgs: Configs) -> int:
     info = get_dataset_info(cfgs.data.dataset)
     model = load_base(cfgs.run.checkpoint, cfgs.run.arch, cfgs.data.dataset, cfgs.bits, torch.device("cpu"),
                       num_classes=info.num_classes, input_size=info.image_size)
-    meta = base_checkpoint_meta(cfgs.run.arch, cfgs.data.dataset, info.num_classes, cfgs.bits)
+    meta = base_checkpoint_meta(cfgs.run.arch, cfgs.data.dataset, info.num_classes, cfgs.bits,
+                                training=getattr(model, "base_training", None))   # how it was trained, kept
     save_checkpoint(export_int8(model, meta), out)          # atomic, checksummed
     print(f"int8 export: {out} ({out.stat().st_size / 2 ** 20:.2f} MiB)", flush=True)
     return 0

@@ -43,7 +43,8 @@ SETTINGS_TYPES: Dict[str, Tuple[str, ...]] = {
                                 "testing_mode", "checkpoint")},
     **{k: (NUM, NULL) for k in ("ber", "lam")},
     **{k: (INT, NULL) for k in ("n_models", "epochs", "test_limit", "n_images")},
-    "seeds": (LIST,), "fault": (DICT, NULL)}
+    "seeds": (LIST,), "fault": (DICT, NULL),
+    "base_training": (STR, DICT, NULL)}     # "qat", {"fault_aware", "fault", "clip"}, or None (unknown)
 FAULT_TYPES: Dict[str, Tuple[str, ...]] = {"model": (STR,), "ber": (NUM, NULL), "position": (INT, NULL),
                                            "bits": (INT, NULL), "ecc": (STR,)}
 

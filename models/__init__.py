@@ -23,7 +23,7 @@ IMAGENET_INPUT = 224    # pixels per side of the torchvision-style models' input
 
 # Importing the family modules registers their variants.
 from models import resnet, vgg, torchvision_style  # noqa: E402,F401
-from models.checkpoint import base_checkpoint_meta, load_base  # noqa: E402
+from models.checkpoint import base_checkpoint_meta, base_training, load_base  # noqa: E402
 from models.external import PREFIX as EXTERNAL_PREFIX, build_torchvision, check_name, is_external  # noqa: E402
 
 
@@ -57,4 +57,4 @@ def model_info(name: str) -> Mapping[str, Any]:
 
 
 __all__ = ["get_model", "check_arch", "is_external", "EXTERNAL_PREFIX", "list_models", "model_info", "quant_layers", "MODELS",
-           "load_base", "base_checkpoint_meta"]
+           "load_base", "base_checkpoint_meta", "base_training"]

@@ -2,7 +2,9 @@
 
 A base checkpoint names its architecture, dataset, class count and weight precision, so the model is
 rebuilt from the checkpoint's own fields; the command line's ARCH / DATASET / --bits are checked
-against them and a mismatch is a one-line user error.
+against them and a mismatch is a one-line user error. It also records how it was trained
+(`base_training`: "qat", or a dict for fault-aware training / weight clipping, train/fault_aware.py);
+`load_base` hands that on as the model's `base_training` attribute, which results.json repeats.
 
 Example:
     ckpt = {**base_checkpoint_meta("vgg11", "cifar10", 10, 8), "state_dict": net.state_dict()}
@@ -11,6 +13,8 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Any, Mapping, Optional
+
 import torch
 
 from common.ckpt import CheckpointError, check_kind, load_checkpoint, load_state
@@ -18,9 +22,30 @@ from common.errors import UsageError
 from models.quant import DEFAULT_BITS
 
 
-def base_checkpoint_meta(arch: str, dataset: str, num_classes: int, bits: int) -> dict:
-    """The fields that make a base checkpoint self-describing (checked when it is loaded)."""
-    return {"kind": "base", "arch": arch, "dataset": dataset, "bits": bits, "num_classes": num_classes}
+QAT_ONLY = "qat"         # what a base checkpoint written before `base_training` existed was trained with
+
+
+def base_checkpoint_meta(arch: str, dataset: str, num_classes: int, bits: int, training: Any = None) -> dict:
+    """The fields that make a base checkpoint self-describing (checked when it is loaded); `training`,
+    when known, is how it was trained (`base_training`)."""
+    meta = {"kind": "base", "arch": arch, "dataset": dataset, "bits": bits, "num_classes": num_classes}
+    return meta if training is None else {**meta, "base_training": training}
+
+
+def base_training(ckpt: Mapping[str, Any], path: object = "checkpoint") -> Any:
+    """How the base model of `ckpt` was trained: "qat" (plain QAT, also every checkpoint from before the
+    field), or {"fault_aware": bool, "fault": FaultConfig fields or None, "clip": W or None}. Anything
+    else is a CheckpointError line."""
+    value = ckpt.get("base_training", QAT_ONLY)
+    if isinstance(value, str) or (isinstance(value, dict) and isinstance(value.get("fault_aware"), bool)):
+        return value
+    raise CheckpointError(f"{path}: 'base_training' is {type(value).__name__} {str(value)[:40]!r}, not what this "
+                          f"code writes (\"qat\" or a dict with 'fault_aware')")
+
+
+def retrained(training: Optional[Any]) -> bool:
+    """Whether a `base_training` value says the model was retrained for bit errors (fault-aware)."""
+    return isinstance(training, dict) and training.get("fault_aware") is True
 
 
 def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.device, num_classes: int,
@@ -54,6 +79,8 @@ def load_base(path: str, arch: str, dataset: str, bits: int, device: torch.devic
         raise UsageError(f"-cp {path} holds a {ckpt_bits}-bit model, but --bits is {bits}")
     if not isinstance(ckpt.get("num_classes"), int):
         raise CheckpointError(f"{path} does not record its class count ('num_classes'); retrain it")
+    training = base_training(ckpt, path)
     model = get_model(arch, ckpt["num_classes"], bits, input_size=input_size)
     load_state(model, float_state_dict(ckpt, bits, path), path)   # an int8 export: q·Δ per layer
+    model.base_training = training            # results.json repeats it (None: a float state_dict, unknown)
     return model.to(device).eval().requires_grad_(False)

@@ -69,7 +69,8 @@ def test_every_must_match_setting_changes_the_default_folder(mode):
         assert folder(changed) != folder(base), f"{key}: {value!r} -> {new!r} keeps {folder(base)}"
         varied.append(key)
     expect = {"train": {"run.seed", "train.lr", "data.batch_size", "fault.bits", "train.fault_aware",
-                        "train.clip_weights"},
+                        "train.clip_weights", "fault.model", "fault.ber", "fault.position", "fault.ecc",
+                        "fault.maps"},
               "transform_eopm_gen": {"run.seed", "run.checkpoint", "eopm.lam", "eopm.n_models", "fault.position",
                                      "fault.bits", "fault.ber", "eopm.generator", "fault.maps", "fault.ecc",
                                      "eopm.surrogates"},
@@ -87,6 +88,10 @@ def test_the_reported_collisions_get_their_own_folders():
     # settings that may change on resume keep the folder, so -rt finds the run
     assert folder(configs(*eopm, "-E", 7, "--device", "cpu", "--workers", 2)) == names[0]
     assert folder(configs("vgg11", "train", "cifar10")) == f"{RUNS_ROOT}/vgg11_cifar10_qat"
+    # the fault section counts for train (--fault-aware), yet a plain train run keeps its folder name
+    assert folder(configs("vgg11", "train", "cifar10", "--bits", 4)) == f"{RUNS_ROOT}/vgg11_cifar10_qat_4bit"
+    assert folder(configs("vgg11", "train", "cifar10", "--fault-aware", "-ber", 0.02)) == \
+        f"{RUNS_ROOT}/vgg11_cifar10_qat_fault-aware_ber0.02"
 
 
 def test_many_eval_bers_make_a_short_folder_name(tmp_path):
