@@ -181,7 +181,7 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
                 "fault_model": cfgs.fault.model, "ber": bers[0] if bers else None,
                 "seeds": list(cfgs.eval.seeds) if perturbed_eval else [], "test_limit": data_cfg.test_limit,
                 "n_images": all_results[0]["n_images"], "generator": None, "g_path": None,
-                "generator_trained_on": None, **extra_settings}
+                "generator_trained_on": None, "surrogate_archs": [], **extra_settings}
     main = write_results(run_dir, all_results, settings)
     if len(bers) > 1:
         print(f"sweep plot: {plot_sweep(run_dir)}")

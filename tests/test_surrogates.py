@@ -3,13 +3,16 @@ hand-written average over the B base models with seed k on model k mod B, the CL
 records them, transform_eval on a third model names them, refusals are one line, and resume is exact."""
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import grid as grid_mod
 import zs_main
 from bitflip import FaultConfig, perturbed
 from common.ckpt import load_checkpoint, save_checkpoint
@@ -134,7 +137,7 @@ def test_refusals_are_one_line(bases, cifar_root, tmp_path, capsys, extra, needl
     assert not run_dir.exists()                                    # refused before the run folder
 
 
-@pytest.mark.slow                      # two EOPM epochs' worth of VGG11 + ResNet18 passes: ~10 s on 2 cores
+@pytest.mark.slow                      # an EOPM epoch over VGG11 + ResNet18 and an evaluation: ~8 s alone on 2 cores
 def test_cli_trains_over_the_surrogates_and_records_them(bases, cifar_root, tmp_path, capsys, monkeypatch):
     seen = []
     real = surrogates_module.surrogate_step
@@ -161,7 +164,7 @@ def test_cli_trains_over_the_surrogates_and_records_them(bases, cifar_root, tmp_
     assert s["checkpoint"] == bases["target"]
 
 
-@pytest.mark.slow                      # five short EOPM runs over two base models: ~30 s on 2 cores
+@pytest.mark.slow                      # three short EOPM runs over two base models: ~11 s alone on 2 cores
 def test_resume_is_exact_and_keeps_the_surrogates(bases, cifar_root, tmp_path, capsys):
     cmd = ["vgg11", "transform_eopm_gen", "cifar10", "-cp", bases["cp"], "--surrogate", bases["sur"], "-N", 2,
            "--data-root", cifar_root, *TINY]
@@ -175,3 +178,31 @@ def test_resume_is_exact_and_keeps_the_surrogates(bases, cifar_root, tmp_path, c
     plain = [c for c in cmd if c not in ("--surrogate", bases["sur"])]
     assert cli(*plain, "-E", 3, "--run-dir", tmp_path / "split", "-rt") == 2     # without the surrogate: refused
     assert "--surrogate" in capsys.readouterr().err
+
+
+def test_table21_grid_trains_over_table1s_resnet18_and_vgg19(tmp_path):
+    root = Path(grid_mod.__file__).parent
+    table1 = grid_mod.expand(grid_mod.load_grid(str(root / "grids" / "cifar10_table1.json")))
+    base_of = {r.argv[0]: str(r.run_dir / "best.pt") for r in table1 if r.stage == "base"}
+    g = grid_mod.load_grid(str(root / "grids" / "table21_surrogates.json"))
+    assert g.base_checkpoints == {"resnet18": base_of["resnet18"]}
+    (tmp_path / "r18.pt").write_bytes(b"")                      # expand() wants the base checkpoint to exist
+    runs = grid_mod.expand(dataclasses.replace(g, base_checkpoints={"resnet18": str(tmp_path / "r18.pt")}))
+    assert [r.stage for r in runs] == ["gen", "gen"]
+    cfgs = zs_main.build_configs(zs_main.build_parser().parse_args(list(runs[0].argv)))
+    assert [Path(p).resolve() for p in cfgs.eopm.surrogates] == [Path(base_of["vgg19"]).resolve()]
+    assert cfgs.eopm.n_models >= 1 + len(cfgs.eopm.surrogates) and cfgs.fault.ber == 0.015
+
+
+def test_results_accept_the_surrogate_settings_and_refuse_other_types(tmp_path):
+    from eval.results import ResultsError, trained_on
+    assert trained_on("vgg11", "cifar10", ["resnet18", "vgg19"]) == "vgg11+resnet18+vgg19/cifar10"
+    assert trained_on("vgg11", "cifar10") == "vgg11/cifar10"
+    entry = {"CA": 90.0, "PA_mean": 50.0, "PA_std": 1.0, "per_seed": []}
+    good = {"surrogates": ["a/r18.pt"], "surrogate_archs": ["resnet18"],
+            "generator_trained_on": "vgg11+resnet18/cifar10"}
+    (tmp_path / "results.json").write_text(json.dumps({**entry, "settings": good}))
+    assert read_results(tmp_path).settings["surrogate_archs"] == ["resnet18"]
+    (tmp_path / "results.json").write_text(json.dumps({**entry, "settings": {**good, "surrogates": "a/r18.pt"}}))
+    with pytest.raises(ResultsError, match="settings.surrogates"):
+        read_results(tmp_path)

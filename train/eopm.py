@@ -11,6 +11,7 @@ CE_0 + λ·CE_k; the gradient is identical when G(x) and M0 run once per batch, 
 F(x) is computed once, detached into a leaf z, every M_k back-propagates into z.grad one at a time
 (memory of one model), and z.grad is finally pushed through G. One consequence differs from the
 original: the generator's BatchNorm running statistics update once per batch instead of N times.
+With --surrogate (paper Table 21) the step runs over several base models at once: train/surrogates.py.
 
 Example:
     python zs_main.py resnet18 transform_eopm_gen cifar10 -ber 0.01 -cp BASE.pt -G ConvL -N 10 -LM 5
