@@ -90,6 +90,23 @@ def test_one_base_model_is_eopm_step_exactly():
     assert all(torch.equal(a[k], b[k]) for k in b)
 
 
+def test_runners_and_amp_run_the_same_step():
+    """Through each model's WeightedForward (what --compile uses): the same gradient; under bfloat16
+    autocast (--amp): a finite gradient close to it."""
+    from bitflip.ensemble import WeightedForward
+    torch.manual_seed(2)
+    bases, gen = tiny_nets(), get_generator("ConvS").eval()             # eval: no BatchNorm statistics move
+    x, y = torch.rand(4, 3, 8, 8) * 2 - 1, torch.arange(4)
+    fault, seeds = FaultConfig("flip", 0.05), [7, 8, 9, 10]
+    out = []
+    for runners, amp in ((None, False), ([WeightedForward(m) for m in bases], False), (None, True)):
+        gen.zero_grad()
+        surrogate_step(gen, bases, x, y, fault, seeds, 3.0, runners=runners, amp=amp)
+        out.append(torch.cat([p.grad.flatten() for p in gen.parameters()]))
+    assert torch.allclose(out[0], out[1], rtol=1e-4, atol=1e-6)
+    assert torch.isfinite(out[2]).all() and F.cosine_similarity(out[0], out[2], dim=0) > 0.9
+
+
 def test_step_refuses_fewer_seeds_than_base_models():
     gen = get_generator("ConvS")
     with pytest.raises(ValueError, match="need >= 2"):
