@@ -35,7 +35,7 @@ from config import TEST_LOADER_SEED, Configs
 from datasets import cache_batches, get_dataset_info, make_loader
 from eval.accuracy import accuracy, ensemble_accuracy, print_ptq_accuracy
 from eval.plots import plot_sweep
-from eval.results import TABLE_HEAD, results_row, write_results
+from eval.results import TABLE_HEAD, results_row, trained_on, write_results
 from eval.sharded import sharded_over_seeds
 from generators import load_generator
 from models import load_base
@@ -206,8 +206,8 @@ def evaluate_run(cfgs: Configs, base: torch.nn.Module, gen: Optional[torch.nn.Mo
                 "fault_model": cfgs.fault.model, "ber": bers[0] if bers else None,
                 "seeds": list(cfgs.eval.seeds) if perturbed_eval else [], "test_limit": data_cfg.test_limit,
                 "n_images": all_results[0]["n_images"], "generator": None, "g_path": None,
-                "generator_trained_on": None, "base_training": getattr(base, "base_training", None),
-                **extra_settings}
+                "generator_trained_on": None, "surrogate_archs": [],
+                "base_training": getattr(base, "base_training", None), **extra_settings}
     main = write_results(run_dir, all_results, settings)
     if len(bers) > 1:
         print(f"sweep plot: {plot_sweep(run_dir)}")
@@ -230,8 +230,9 @@ def run(cfgs: Configs) -> int:
                 raise UsageError("testing_mode 'generator_base' needs a generator: set G_PATH in config.py or "
                                  "pass --G-path (a transform_eopm_gen run's best.pt)")
             gen, gckpt = load_generator(ev.g_path, s.device)
-            settings.update(generator=gckpt["generator"], g_path=ev.g_path,
-                            generator_trained_on=f"{gckpt['arch']}/{gckpt['dataset']}")
+            archs = [str(a) for a in gckpt.get("surrogate_archs") or []]    # the --surrogate models it also saw
+            settings.update(generator=gckpt["generator"], g_path=ev.g_path, surrogate_archs=archs,
+                            generator_trained_on=trained_on(gckpt["arch"], gckpt["dataset"], archs))
         cfgs = cfgs.with_run_dir(settings.get("generator"))     # named after the generator it evaluates
         test = split_batches(data_cfg, "test", s.device)        # read once
         print_ptq_accuracy(cfgs.run.arch, cfgs.bits, base, test, s.device, "test")

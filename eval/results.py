@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from common.ckpt import atomic_write
 from common.runs import write_json
@@ -43,10 +43,16 @@ SETTINGS_TYPES: Dict[str, Tuple[str, ...]] = {
                                 "testing_mode", "checkpoint")},
     **{k: (NUM, NULL) for k in ("ber", "lam")},
     **{k: (INT, NULL) for k in ("n_models", "epochs", "test_limit", "n_images")},
-    "seeds": (LIST,), "fault": (DICT, NULL),
+    "seeds": (LIST,), "fault": (DICT, NULL), "surrogates": (LIST,), "surrogate_archs": (LIST,),
     "base_training": (STR, DICT, NULL)}     # "qat", {"fault_aware", "fault", "clip"}, or None (unknown)
 FAULT_TYPES: Dict[str, Tuple[str, ...]] = {"model": (STR,), "ber": (NUM, NULL), "position": (INT, NULL),
                                            "bits": (INT, NULL), "ecc": (STR,)}
+
+
+def trained_on(arch: str, dataset: str, surrogate_archs: Sequence[str] = ()) -> str:
+    """'arch/dataset' of the model a generator was trained on; with --surrogate models (Table 21) every
+    architecture joined by '+', the -cp one first: 'vgg11+resnet18/cifar10'."""
+    return f"{'+'.join([arch, *surrogate_archs])}/{dataset}"
 
 
 class ResultsError(ValueError):

@@ -11,6 +11,7 @@ CE_0 + λ·CE_k; the gradient is identical when G(x) and M0 run once per batch, 
 F(x) is computed once, detached into a leaf z, every M_k back-propagates into z.grad one at a time
 (memory of one model), and z.grad is finally pushed through G. One consequence differs from the
 original: the generator's BatchNorm running statistics update once per batch instead of N times.
+With --surrogate (paper Table 21) the step runs over several base models at once: train/surrogates.py.
 
 Which implementation computes a step is a speed choice (--eopm-step; `EOPM_STEPS` below): `eopm_step`
 is the reference; `batched` (train/eopm_fast.py) and `graph` (train/eopm_graph.py) give the same
@@ -41,6 +42,7 @@ from datasets import cache_batches, class_names, get_dataset_info, make_batches,
 from eval.accuracy import print_ptq_accuracy
 from eval.neuralfuse import evaluate_run, evaluate_seeds
 from eval.plots import plot_curves
+from eval.results import trained_on
 from eval.samples import save_samples
 from generators import get_generator
 from models import load_base
@@ -48,6 +50,7 @@ from train.eopm_fast import BatchedEOPMStep, resolve_eopm_step
 from train.eopm_graph import GraphEOPMStep
 from train.loop import FRESH_START, TrainingTask, fit, load_best, reseed_epoch, train_one_epoch, wrap_ddp
 from train.resume import nothing_missing, resume
+from train.surrogates import Surrogate, SurrogateStep, check_enough_models, load_surrogates
 
 def eopm_step(gen: torch.nn.Module, base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
               fault: FaultConfig, seeds: Sequence[int], lam: float, batch_models: int = 1,
@@ -101,11 +104,21 @@ def _graph_step(cfgs: Configs, base: torch.nn.Module) -> StepFn:
     return GraphEOPMStep(base, cfgs.fault)
 
 
-def generator_meta(cfgs: Configs) -> dict:
-    """The fields that make a generator checkpoint self-describing."""
+def make_step(cfgs: Configs, step_name: str, base: torch.nn.Module, surrogates: Sequence[Surrogate] = ()
+              ) -> StepFn:
+    """The run's EOPM step: over the --surrogate models too when given (the plain loop over models,
+    train/surrogates.py; resolve_eopm_step refuses the others with them), else EOPM_STEPS[step_name]."""
+    if surrogates:
+        return SurrogateStep([s.model for s in surrogates], cfgs.perf.compile)
+    return EOPM_STEPS.get(step_name)(cfgs, base)
+
+
+def generator_meta(cfgs: Configs, surrogates: Sequence[Surrogate] = ()) -> dict:
+    """The fields that make a generator checkpoint self-describing (and the --surrogate models it saw)."""
     return {"kind": "generator", "generator": cfgs.eopm.generator, "arch": cfgs.run.arch,
             "dataset": cfgs.data.dataset, "bits": cfgs.bits, "fault": asdict(cfgs.fault),
-            "base_checkpoint": cfgs.run.checkpoint}
+            "base_checkpoint": cfgs.run.checkpoint, "surrogates": [s.path for s in surrogates],
+            "surrogate_archs": [s.arch for s in surrogates]}
 
 
 def models_per_rank(n_models: int, n_global: bool, info: DistInfo) -> int:
@@ -122,7 +135,8 @@ def models_per_rank(n_models: int, n_global: bool, info: DistInfo) -> int:
 def training_step(cfgs: Configs, net: torch.nn.Module, base: torch.nn.Module, opt: torch.optim.Optimizer,
                   sched, plan: SeedPlan, runner: Optional[WeightedForward], eopm: StepFn = eopm_step):
     """One optimizer step of G on a batch: the plan's fresh fault seeds, the EOPM step `eopm` (made by
-    `EOPM_STEPS` for the run's --eopm-step; the plain `eopm_step` by default), then the schedule."""
+    `make_step` for the run's --eopm-step and --surrogate; the plain `eopm_step` by default), then the
+    schedule."""
     ecfg, perf = cfgs.eopm, cfgs.perf
 
     def step(x: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -152,24 +166,28 @@ def build_generator(cfgs: Configs, device: torch.device, dist_info: DistInfo
 
 
 def describe_run(cfgs: Configs, n_train: int, n_val: int, dist_info: DistInfo, n_local: int,
-                 step_name: str = "plain") -> str:
+                 step_name: str = "plain", surrogates: Sequence[Surrogate] = ()) -> str:
     """The run's one-line summary: what is trained on what, by which EOPM step, and how best.pt is chosen."""
     ecfg, fault = cfgs.eopm, cfgs.fault
+    also = "".join(f" + {s.arch} ({s.path})" for s in surrogates)
     select = (f"best.pt = best PA(NF) on {n_val} validation images, monitor fault seeds "
               f"{list(ecfg.monitor_seeds)}" if n_val else "no validation: best.pt = last epoch")
-    return (f"EOPM: {ecfg.generator} on frozen {cfgs.run.arch} ({cfgs.run.checkpoint}); {fault.model} faults "
+    return (f"EOPM: {ecfg.generator} on frozen {cfgs.run.arch} ({cfgs.run.checkpoint}){also}; {fault.model} faults "
             f"at ber={fault.ber:g}{ECC_LABELS[fault.ecc]}; N={ecfg.n_models} λ={ecfg.lam}; {n_train} train images; "
             f"{dist_info.world_size} process(es) x {n_local} perturbed models per step ({step_name} EOPM step); "
             f"{select}")
 
 
-def result_settings(cfgs: Configs, run_dir: Path, dist_info: DistInfo) -> dict:
+def result_settings(cfgs: Configs, run_dir: Path, dist_info: DistInfo, surrogates: Sequence[Surrogate] = ()
+                    ) -> dict:
     """What results.json records of the run that produced the evaluated generator."""
-    ecfg = cfgs.eopm
+    ecfg, archs = cfgs.eopm, [s.arch for s in surrogates]
     return {"testing_mode": "generator_base", "checkpoint": cfgs.run.checkpoint, "generator": ecfg.generator,
-            "g_path": str(run_dir / "best.pt"), "generator_trained_on": f"{cfgs.run.arch}/{cfgs.data.dataset}",
+            "g_path": str(run_dir / "best.pt"),
+            "generator_trained_on": trained_on(cfgs.run.arch, cfgs.data.dataset, archs),
             "lam": ecfg.lam, "n_models": ecfg.n_models, "epochs": ecfg.epochs,
-            "world_size": dist_info.world_size, "n_global": ecfg.n_global}
+            "world_size": dist_info.world_size, "n_global": ecfg.n_global,
+            "surrogates": [s.path for s in surrogates], "surrogate_archs": archs}
 
 
 def run(cfgs: Configs) -> int:
@@ -179,9 +197,12 @@ def run(cfgs: Configs) -> int:
         device, dist_info = s.device, s.dist
         step_name = resolve_eopm_step(perf.eopm_step, device, cfgs)      # refuses before any work
         n_local = models_per_rank(ecfg.n_models, ecfg.n_global, dist_info)
+        check_enough_models(n_local, len(ecfg.surrogates))
         info = get_dataset_info(data_cfg.dataset)
         base = load_base(run_cfg.checkpoint, run_cfg.arch, data_cfg.dataset, cfgs.bits, device,
                          num_classes=info.num_classes, input_size=info.image_size)
+        surrogates = load_surrogates(ecfg.surrogates, run_cfg.checkpoint, data_cfg.dataset, cfgs.bits, device,
+                                     perf.use_channels_last)
         train_loader = make_batches(data_cfg, "train", seed=run_cfg.seed, device=device, dist_info=dist_info,
                                     on_device=use_device_data(perf.device_data, data_cfg.dataset, device))
         val_batches = cache_batches(make_loader(data_cfg, "val", seed=TEST_LOADER_SEED, device=device),
@@ -209,10 +230,10 @@ def run(cfgs: Configs) -> int:
         if dist_info.is_main and trains:
             print_ptq_accuracy(run_cfg.arch, cfgs.bits, base, val_batches, device, "validation")
             print(describe_run(cfgs, len(train_loader.dataset), sum(len(y) for _, y in val_batches), dist_info,
-                               n_local, step_name))
+                               n_local, step_name, surrogates))
             frozen = monitor(None) if val_batches else None
 
-        step = training_step(cfgs, net, base, opt, sched, plan, runner, EOPM_STEPS.get(step_name)(cfgs, base))
+        step = training_step(cfgs, net, base, opt, sched, plan, runner, make_step(cfgs, step_name, base, surrogates))
 
         def one_epoch(epoch):
             plan.start_epoch(run_cfg.seed, dist_info.rank, epoch, steps=len(train_loader))
@@ -228,9 +249,9 @@ def run(cfgs: Configs) -> int:
             return {"val_CA_NF": res["CA_NF"], "val_PA": res["PA_mean"], "val_PA_NF": res["PA_NF_mean"]}
 
         def make_checkpoint(epoch, metrics, best_value):
-            return {**generator_meta(cfgs), "state_dict": gen.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "epoch": epoch, "best": best_value, "metrics": metrics,
-                    "config": cfgs.to_dict()}
+            return {**generator_meta(cfgs, surrogates), "state_dict": gen.state_dict(),
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                    "best": best_value, "metrics": metrics, "config": cfgs.to_dict()}
 
         task = TrainingTask(one_epoch, validate, make_checkpoint, best_key="val_PA_NF")
         tb = s.tensorboard(start_epoch)
@@ -242,8 +263,9 @@ def run(cfgs: Configs) -> int:
                 if val_batches else "last epoch"
             print(f"best.pt = epoch {chosen['epoch']} ({why}); final evaluation on the test split over "
                   f"{len(cfgs.eval.seeds)} seeds:")
-        results = evaluate_run(cfgs, base, gen.eval(), run_dir, device, result_settings(cfgs, run_dir, dist_info),
-                               dist_info=dist_info, runner=runner)
+        results = evaluate_run(cfgs, base, gen.eval(), run_dir, device,
+                               result_settings(cfgs, run_dir, dist_info, surrogates), dist_info=dist_info,
+                               runner=runner)
         if dist_info.is_main:
             print(f"training curves: {plot_curves(run_dir)}")
             samples = samples_figure(cfgs, base, gen, device, run_dir)
