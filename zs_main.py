@@ -54,7 +54,7 @@ class Subcommand(NamedTuple):
 
 # `zs_main.py NAME ...` with NAME here runs a subcommand with its own parser instead of a mode.
 SUBCOMMANDS: Dict[str, Subcommand] = {
-    "report": Subcommand(report.main, "RUN_DIR [RUN_DIR ...] [--out FILE] [--html FILE]  (results as a table)"),
+    "report": Subcommand(report.main, "RUN_DIR [RUN_DIR ...] [--out FILE] [--html FILE] [--compare]  (results tables)"),
     "faultmap": Subcommand(faultmap_cli.main, "{export,info} ...  (measured fault maps for chipmap)"),
     "sweep": Subcommand(grid.main, "GRIDFILE [--slurm ...]  (a grid of runs, grids/*.json)"),
 }

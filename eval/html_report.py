@@ -17,7 +17,7 @@ import base64
 import html
 import os
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from common.ckpt import atomic_write
 from eval.report import Report, Run, columns
@@ -79,7 +79,8 @@ def run_section(run: Run, anchor: str) -> str:
             + ("".join(pictures) or '<p class="note">no pictures in this folder</p>') + "</section>")
 
 
-def render_html(report: Report, title: str = "NeuralFuse report") -> str:
+def render_html(report: Report, title: str = "NeuralFuse report", sections: Sequence[str] = ()) -> str:
+    """The page; `sections` (ready HTML, e.g. eval/compare.py's 'Comparison') go after the figure."""
     from eval.plots import plot_comparison
     anchors = {run.label: f"run-{i}" for i, run in enumerate(report.runs, 1)}
     body: List[str] = [f"<h1>{html.escape(title)}</h1>", table_html(report, anchors)]
@@ -88,14 +89,15 @@ def render_html(report: Report, title: str = "NeuralFuse report") -> str:
     if figure is not None:
         body.append(_image(figure, "comparison across runs: RP per base model and generator (paper: hollow "
                                    "markers), PA(NF) and PA against BER"))
+    body += list(sections)
     body += [run_section(run, anchors[run.label]) for run in report.runs]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_html(path: os.PathLike, report: Report) -> Path:
+def write_html(path: os.PathLike, report: Report, sections: Sequence[str] = ()) -> Path:
     """Write the page atomically; returns its path."""
-    text = render_html(report)
+    text = render_html(report, sections=sections)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return Path(path)
 

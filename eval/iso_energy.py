@@ -1,4 +1,4 @@
-"""The iso-energy baseline: the milder undervolting that saves as much energy as NeuralFuse (docs/DESIGN.md §14).
+"""The iso-energy baseline: the milder undervolting that saves as much energy as NeuralFuse (docs/DESIGN.md §15).
 
 NeuralFuse at bit error rate b saves ES = S(b) - cost(G) / cost(base) per inference (Eq. 6,
 eval/energy.py), less than the per-access saving S(b) of undervolting alone, because the
@@ -61,11 +61,28 @@ def iso_energy_rows(arch: str, generators: Sequence[str], dataset: str = "cifar1
     accuracy at iso_ber (PA at that BER) is the baseline NeuralFuse's PA(NF) at `ber` should beat.
     A generator with a negative net saving has no iso point (iso_v_rel = iso_ber = None): the plain
     model at nominal voltage already spends less."""
+    rows = energy_rows(arch, list(generators), dataset=dataset, ber=ber, ecc_overhead=ecc_overhead)
+    return [with_iso_point(r, cost) for r in rows]
+
+
+def with_iso_point(row: Dict, cost: str = "twma") -> Dict:
+    """An eval.energy row annotated in place with iso_cost, iso_v_rel and iso_ber (both None where the
+    net saving lies outside the model's domain: negative, or beyond BER MAX_ISO_BER); returns it."""
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    rows = energy_rows(arch, list(generators), dataset=dataset, ber=ber, ecc_overhead=ecc_overhead)
-    for r in rows:
-        r["iso_cost"] = cost
-        es = r[f"es_{cost}"]
-        r["iso_v_rel"], r["iso_ber"] = iso_energy_ber(es) if es >= 0 else (None, None)
-    return rows
+    es = row[f"es_{cost}"]
+    row["iso_cost"] = cost
+    row["iso_v_rel"], row["iso_ber"] = iso_energy_ber(es) if 0.0 <= es < max_iso_saving() else (None, None)
+    return row
+
+
+def rounded_ber(ber: float) -> float:
+    """A BER to 3 significant digits (within 0.5% of it): what a user types after --eval-bers."""
+    return float(f"{ber:.3g}")
+
+
+def iso_eval_bers(rows: Sequence[Dict], ber: float) -> List[float]:
+    """The --eval-bers list that measures the plain model at `ber` and at each row's iso-energy BER
+    (rounded, distinct, highest first)."""
+    isos = {rounded_ber(r["iso_ber"]) for r in rows if r.get("iso_ber") is not None}
+    return sorted(isos | {ber}, reverse=True)

@@ -12,6 +12,7 @@ row gives the paper's numbers with the paper's own settings (λ, N = 10, 10 seed
 
 Example:
     python zs_main.py report checkpoints/resnet18_cifar10_ConvL_ber0.01_official checkpoints/ --out results.md
+    python zs_main.py report checkpoints/ --compare --out results.md --html report.html   # + eval/compare.py
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "run's curves, sweep plot and samples")
     p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=True,
                    help="energy-saving columns from eval.energy (default on)")
+    p.add_argument("--compare", action="store_true",
+                   help="also the comparison view (eval/compare.py): per base model and BER, NeuralFuse beside "
+                        "the unprotected model, UIP, fault-aware training, SECDED and the iso-energy point")
     return p
 
 
@@ -300,6 +304,12 @@ def _run(args: argparse.Namespace) -> int:
     check_out("--html", args.html)
     report = build_report(args.run_dirs, args.energy)
     text = markdown(report)
+    sections = []
+    if args.compare:
+        from eval import compare
+        groups = compare.build_comparison(report.runs)
+        text += "\n" + compare.markdown(groups)
+        sections.append(compare.html_section(groups))
     print(text, end="")
     if args.out:
         from common.ckpt import atomic_write
@@ -309,7 +319,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.html:
         from eval.html_report import write_html
         with _writing("--html", args.html):
-            page = write_html(args.html, report)
+            page = write_html(args.html, report, sections)
         print(f"HTML report written to {page}", file=sys.stderr)
     return 0
 

@@ -1,4 +1,4 @@
-"""The iso-energy point (eval/iso_energy.py, docs/DESIGN.md §14): it inverts eval/energy.py's voltage <-> saving
+"""The iso-energy point (eval/iso_energy.py, docs/DESIGN.md §15): it inverts eval/energy.py's voltage <-> saving
 <-> BER model, is monotonic, refuses savings no voltage gives, and annotates energy rows."""
 import math
 
@@ -60,3 +60,42 @@ def test_negative_net_saving_has_no_iso_point():
     # VGG11 + ConvL at 0.01% BER: S = 14.8% < cost(G) / cost(base) = 24%; with ECC lower still
     row = iso_energy_rows("vgg11", ["ConvL"], ber=1e-4, ecc_overhead=ECC_OVERHEAD)[0]
     assert row["es_twma"] < 0 and row["iso_v_rel"] is None and row["iso_ber"] is None
+
+
+def test_energy_mode_prints_iso_points_and_a_runnable_eval_command(capsys):
+    """`energy --iso-energy`: per generator the iso voltage and BER, the --eval-bers list (the -ber itself
+    and every iso BER within 0.5%), and a transform_eval command the run parser accepts as it stands."""
+    import shlex
+    from eval.iso_energy import rounded_ber
+    from zs_main import build_configs, build_parser, main
+    assert main(["resnet18", "energy", "cifar10", "-G", "all", "-ber", "0.005", "--iso-energy", "-cp",
+                 "my base.pt", "--fault-model", "flip"]) == 0
+    out = capsys.readouterr().out.split("Iso-energy points")[1]           # the section under the table
+    rows = iso_energy_rows("resnet18", ["ConvL", "ConvS", "DeConvL", "DeConvS", "UNetL", "UNetS", "UIP"],
+                           ber=0.005)
+    for r in rows:
+        line = next(ln for ln in out.splitlines() if ln.startswith(r["generator"] + " "))
+        assert f"{r['es_twma']:.2f}" in line and f"{r['iso_v_rel']:.3f} Vmin" in line
+        assert line.split()[-1 if r["generator"] != "UIP" else 4] == f"{r['iso_ber']:.3g}"
+    listed = next(ln for ln in out.splitlines() if ln.strip().startswith("--eval-bers")).split()[1]
+    bers = [float(b) for b in listed.split(",")]
+    assert bers[0] == 0.005 and bers == sorted(bers, reverse=True)
+    assert all(any(abs(b - r["iso_ber"]) <= 0.005 * r["iso_ber"] for b in bers) for r in rows)
+    assert len(bers) == len({rounded_ber(r["iso_ber"]) for r in rows} | {0.005})
+    command = next(ln for ln in out.splitlines() if "transform_eval" in ln and ln.strip().startswith("python"))
+    argv = shlex.split(command)[2:]
+    args = build_parser().parse_args(argv)              # a command the user can paste
+    cfgs = build_configs(args)
+    assert cfgs.run.mode == "transform_eval" and cfgs.run.checkpoint == "my base.pt"
+    assert cfgs.eval.testing_mode == "generator_base" and cfgs.fault.model == "flip" and cfgs.eval.bers == tuple(bers)
+
+
+def test_energy_mode_iso_json_and_no_iso_point(capsys):
+    import json
+    from zs_main import main
+    assert main(["vgg11", "energy", "cifar10", "-G", "ConvL", "-ber", "0.0001", "--iso-energy", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["es_twma"] < 0 and row["iso_ber"] is None and row["iso_cost"] == "twma"
+    assert main(["vgg11", "energy", "cifar10", "-G", "ConvL", "-ber", "0.0001", "--iso-energy"]) == 0
+    out = capsys.readouterr().out
+    assert "ConvL" in out and "no iso-energy point (net saving < 0" in out and "--eval-bers 0.0001" in out
