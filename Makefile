@@ -7,13 +7,14 @@ PYTHON ?= python3
 VENV ?= .venv
 DATA_ROOT ?= ./data
 DEMO_ARGS ?=
+BASELINES_ARGS ?=
 SHARED_DATA ?= ../shared/data
 DATASET ?= all
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OPT_STAMP := $(VENV)/.installed-optional
 
-.PHONY: demo data test test-fast bench gpu-check paper-row clean-venv
+.PHONY: demo baselines data test test-fast bench gpu-check paper-row clean-venv
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ $(OPT_STAMP): $(STAMP) requirements-optional.txt
 
 demo: $(STAMP)
 	$(PY) demo.py --data-root $(DATA_ROOT) $(DEMO_ARGS)
+
+# NeuralFuse beside fault-aware training, UIP, SECDED and the iso-energy point (after `make demo`)
+baselines: $(STAMP)
+	$(PY) baselines.py --data-root $(DATA_ROOT) $(BASELINES_ARGS)
 
 data: $(STAMP)
 	$(PY) $(SHARED_DATA)/materialize.py $(DATASET) $(DATA_ROOT)
