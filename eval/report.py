@@ -40,7 +40,7 @@ PAPER_NOTE = (f"'{PAPER_LABEL}' rows: arXiv 2306.16869 with its own settings ({P
               f"weights, {PAPER_SEEDS} perturbed models, full test split, λ and N as shown; transfer rows: "
               f"generator trained at the BER after '@').")
 # The setting that makes two rows re-runs of one evaluation (everything but the run and its numbers).
-SETTING = ("arch", "generator", "trained_on", "dataset", "fault_model", "position", "bits", "ber", "lam",
+SETTING = ("arch", "generator", "trained_on", "dataset", "fault_model", "position", "bits", "ecc", "ber", "lam",
            "n_models", "split")
 MEASURED = (*RESULT_KEYS, "n_seeds", "n_images")
 
@@ -148,7 +148,8 @@ def run_rows(run: Run) -> List[Dict]:
     common = {"run": run.label, "runs": [run.label], "arch": s.get("arch"), "generator": s.get("generator"),
               "dataset": s.get("dataset"), "fault_model": s.get("fault_model", fault.get("model")),
               "position": fault.get("position", -1), "bits": fault.get("bits", PAPER_BITS),
-              **_eopm_settings(s), "trained_on": s.get("generator_trained_on") if s.get("generator") else None}
+              "ecc": fault.get("ecc") or "none", **_eopm_settings(s),
+              "trained_on": s.get("generator_trained_on") if s.get("generator") else None}
     rows = []
     for e in run.results.entries:
         perturbed = e["ber"] is not None
@@ -160,7 +161,8 @@ def run_rows(run: Run) -> List[Dict]:
 
 def paper_row(row: Dict) -> Optional[Dict]:
     """The paper's numbers for `row`'s setting with the paper's own settings, or None when it reports none."""
-    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != PAPER_BITS:
+    if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != PAPER_BITS \
+            or row.get("ecc", "none") != "none":         # the paper has no error correction
         return None
     p = paper_numbers(row["arch"], row["dataset"], row["generator"], row["ber"],
                       row["fault_model"] or PAPER_FAULT_MODEL, row["lam"], row["trained_on"])
@@ -182,13 +184,15 @@ def row_energy_saving(row: Dict, cache: Dict) -> Tuple[Optional[float], Optional
     has no answer (no generator, a clean row, or a name / BER outside its registries and range)."""
     if row["generator"] is None or row["ber"] is None:
         return None, None
-    key = (row["arch"], row["generator"], row["dataset"], row["ber"])
+    ecc = row.get("ecc", "none")
+    key = (row["arch"], row["generator"], row["dataset"], row["ber"], ecc)
     if key not in cache:
-        from eval.energy import energy_rows
+        from eval.energy import ECC_OVERHEADS, energy_rows
         try:
-            found = energy_rows(row["arch"], [row["generator"]], dataset=row["dataset"], ber=row["ber"])[0]
+            found = energy_rows(row["arch"], [row["generator"]], dataset=row["dataset"], ber=row["ber"],
+                                ecc_overhead=ECC_OVERHEADS[ecc])[0]
             cache[key] = (found["es_twma"], found["es_mac"])
-        except (UnknownName, ValueError):   # a name no registry knows, or a BER outside (0, 1): show "–"
+        except (UnknownName, ValueError, KeyError):   # a name no registry knows (or an unknown --ecc), or a BER outside (0, 1): show "–"
             cache[key] = (None, None)
     return cache[key]
 
@@ -250,6 +254,11 @@ def _mean_std(mean, std) -> str:
     return _num(mean) + (f" ± {std:.1f}" if isinstance(std, (int, float)) else "")
 
 
+def _ecc_label(row: Dict) -> str:
+    ecc = row.get("ecc", "none")
+    return "" if ecc == "none" else f" + {ecc.upper()}"
+
+
 def _trained_on(row: Dict) -> str:
     """'vgg11' for a generator trained on the row's dataset, 'vgg11/gtsrb' otherwise; '–' without one."""
     on = row.get("trained_on")
@@ -269,7 +278,8 @@ COLUMNS: List[Tuple[str, Callable[[Dict], str], bool]] = [
     ("generator", lambda r: r["generator"] or DASH, True),
     ("G trained on", _trained_on, True),
     ("dataset", lambda r: r["dataset"] or DASH, True),
-    ("fault model", lambda r: r["fault_model"] if r["ber"] is not None and r["fault_model"] else DASH, True),
+    ("fault model", lambda r: (r["fault_model"] + _ecc_label(r)) if r["ber"] is not None and r["fault_model"]
+     else DASH, True),
     ("BER", lambda r: f"{r['ber'] * 100:g}%" if r["ber"] is not None else DASH, True),
     ("λ", _if_generator(lambda r: _num(r.get("lam"), "{:g}")), True),
     ("N", _if_generator(lambda r: str(r.get("n_models") or DASH)), True),

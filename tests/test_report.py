@@ -278,13 +278,13 @@ def test_report_energy_column(tmp_path, capsys, monkeypatch):
     fake = types.ModuleType("eval.energy")
     calls = []
 
-    def energy_rows(arch, generators, dataset="cifar10", saving=None, ber=0.01):
+    def energy_rows(arch, generators, dataset="cifar10", saving=None, ber=0.01, ecc_overhead=0.0):
         calls.append((arch, tuple(generators), dataset, ber))
         if dataset != "cifar10":
             raise ValueError("energy model covers 32 px data only")
         return [{"generator": g, "es_twma": 18.96, "es_mac": 16.04} for g in generators]
 
-    fake.energy_rows = energy_rows
+    fake.energy_rows, fake.ECC_OVERHEADS = energy_rows, {"none": 0.0, "secded": 0.125}
     monkeypatch.setitem(sys.modules, "eval.energy", fake)
     a = make_eval_run(tmp_path, "a", bers=(0.01, 0.005))
     b = make_eval_run(tmp_path, "b", arch="resnet18Py", dataset="imagenet224")
@@ -356,3 +356,21 @@ def test_report_same_run_name_under_two_folders_gets_two_labels(tmp_path, capsys
     assert report.main([str(a), str(b), "--no-energy"]) == 0
     names = [c[0] for c in map(cells, table_lines(capsys.readouterr().out)[2:]) if c[0] != report.PAPER_LABEL]
     assert names == ["gen", str(b.resolve())]
+
+
+def test_report_secded_run_is_its_own_row_with_the_check_cells_paid(tmp_path, capsys):
+    make_eval_run(tmp_path / "runs", "a")
+    ecc = make_eval_run(tmp_path / "runs", "b")                           # same numbers, but under SECDED
+    res = json.loads((ecc / "results.json").read_text())
+    res["settings"]["fault"]["ecc"] = "secded"
+    (ecc / "results.json").write_text(json.dumps(res))
+    assert report.main([str(tmp_path / "runs")]) == 0
+    rows = {cells(line)[0]: cells(line) for line in table_lines(capsys.readouterr().out)[2:]}
+    assert "runs/a" in rows and "runs/b" in rows                          # not grouped as re-runs
+    assert rows["runs/b"][5] == "official + SECDED" and rows["runs/a"][5] == "official"
+    from eval.energy import ECC_OVERHEAD, energy_rows
+    plain = energy_rows("resnet18", ["ConvL"], ber=0.01)[0]["es_twma"]
+    with_ecc = energy_rows("resnet18", ["ConvL"], ber=0.01, ecc_overhead=ECC_OVERHEAD)[0]["es_twma"]
+    assert float(rows["runs/a"][-3]) == pytest.approx(plain, abs=0.05)
+    assert float(rows["runs/b"][-3]) == pytest.approx(with_ecc, abs=0.05) and with_ecc < plain - 1
+    assert sum(1 for r in rows if r == report.PAPER_LABEL) == 1         # the paper has no ECC row
