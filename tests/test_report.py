@@ -374,3 +374,15 @@ def test_report_secded_run_is_its_own_row_with_the_check_cells_paid(tmp_path, ca
     assert float(rows["runs/a"][-3]) == pytest.approx(plain, abs=0.05)
     assert float(rows["runs/b"][-3]) == pytest.approx(with_ecc, abs=0.05) and with_ecc < plain - 1
     assert sum(1 for r in rows if r == report.PAPER_LABEL) == 1         # the paper has no ECC row
+
+
+def test_report_fault_aware_base_is_labelled_and_gets_no_paper_row(tmp_path, capsys, no_energy_module):
+    make_eval_run(tmp_path / "runs", "plain", lam=5.0)
+    robust = make_eval_run(tmp_path / "runs", "robust", lam=5.0)          # same numbers, fault-aware base
+    res = json.loads((robust / "results.json").read_text())
+    res["settings"]["base_training"] = {"fault_aware": True, "clip_weights": 0.1}
+    (robust / "results.json").write_text(json.dumps(res))
+    assert report.main([str(tmp_path / "runs"), "--no-energy"]) == 0
+    rows = [cells(line) for line in table_lines(capsys.readouterr().out)[2:]]
+    assert [r[RUN] for r in rows] == ["runs/plain", report.PAPER_LABEL, "runs/robust"]   # not grouped as re-runs
+    assert rows[0][BASE] == "resnet18" and rows[2][BASE] == "resnet18 (fault-aware, clip ±0.1)"
