@@ -29,6 +29,7 @@ from config import RUNS_ROOT, DataConfig, RunConfig
 from eval.iso_energy import iso_energy_rows, iso_eval_bers
 
 BER = 0.01
+TAG = "baselines"   # the prefix of its stage lines
 CLIP = 0.1          # --clip-weights of the fault-aware base model (RandBET's clipping, Stutz et al. 2021)
 
 
@@ -41,9 +42,10 @@ def iso_energy_bers(arch: str, generators: List[str]) -> List[float]:
 def _eval(name: str, cfg: dict, argv: List[str], run_dir: Path, common: List[str]) -> None:
     """An evaluation stage: skipped when its results.json exists, else run (again) from scratch."""
     if (run_dir / "results.json").is_file():
-        print(f"[baselines] {name}: reusing {run_dir / 'results.json'}")
+        print(f"[{TAG}] {name}: reusing {run_dir / 'results.json'}")
         return
-    demo._call(name, [cfg["arch"], "transform_eval", "cifar10", *argv, "--run-dir", str(run_dir), "-F", *common])
+    demo._call(name, [cfg["arch"], "transform_eval", "cifar10", *argv, "--run-dir", str(run_dir), "-F", *common],
+               TAG)
 
 
 def main(argv=None) -> int:
@@ -69,12 +71,12 @@ def main(argv=None) -> int:
     demo._stage("fault-aware base model", [arch, "train", "cifar10", "-E", str(cfg["base_epochs"]), "-LR",
                                           str(cfg["base_lr"]), "--fault-aware", "-ber", str(BER),
                                           "--clip-weights", str(CLIP), "--run-dir", str(fa), *common],
-                fa, cfg["base_epochs"])
+                fa, cfg["base_epochs"], TAG)
     demo._stage(f"{G} on the fault-aware model", [arch, "transform_eopm_gen", "cifar10", "-cp", str(fa / "best.pt"),
                                                   "-G", G, *eopm, "--run-dir", str(out / "fa_generator"), *common],
-                out / "fa_generator", cfg["gen_epochs"])
+                out / "fa_generator", cfg["gen_epochs"], TAG)
     demo._stage("UIP (Table 11)", [arch, "transform_eopm_gen", "cifar10", "-cp", str(base), "-G", "UIP", *eopm,
-                                   "--run-dir", str(out / "uip"), *common], out / "uip", cfg["gen_epochs"])
+                                   "--run-dir", str(out / "uip"), *common], out / "uip", cfg["gen_epochs"], TAG)
     with_g = ["-cp", str(base), "--testing-mode", "generator_base", "--G-path", str(gen)]
     _eval("SECDED", cfg, [*with_g, "-ber", str(BER), "--ecc", "secded"], out / "secded", common)
     bers = iso_energy_bers(arch, [G, "UIP"])

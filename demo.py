@@ -42,13 +42,13 @@ def _done(run_dir: Path, epochs: int) -> bool:
     return folder_state(run_dir, epochs) == "done"
 
 
-def _call(name: str, argv: List[str]) -> None:
-    print(f"[demo] {name}: python zs_main.py {' '.join(argv)}", flush=True)
+def _call(name: str, argv: List[str], tag: str = "demo") -> None:
+    print(f"[{tag}] {name}: python zs_main.py {' '.join(argv)}", flush=True)
     t0 = time.time()
     code = zs_main.main(argv)
     if code:
         raise SystemExit(code)
-    print(f"[demo] {name}: done in {_minutes(time.time() - t0)}", flush=True)
+    print(f"[{tag}] {name}: done in {_minutes(time.time() - t0)}", flush=True)
 
 
 def _minutes(seconds: float) -> str:
@@ -63,15 +63,15 @@ def plan(cfg: dict, preset: str) -> str:
             f"images; about {cfg['minutes']:g} min on an idle 2-core CPU (finished stages are reused)")
 
 
-def _stage(name: str, argv: List[str], run_dir: Path, epochs: int) -> None:
+def _stage(name: str, argv: List[str], run_dir: Path, epochs: int, tag: str = "demo") -> None:
     """Run a training stage unless complete; continue it with -rt when it was interrupted, and start it
     again with -F over what an attempt left without anything to resume (the demo owns its folders)."""
     from common.session import folder_state, run_artefacts
     state = folder_state(run_dir, epochs)
     if state == "done":
-        print(f"[demo] {name}: reusing {run_dir / 'best.pt'}")
+        print(f"[{tag}] {name}: reusing {run_dir / 'best.pt'}")
         return
-    _call(name, argv + (["-rt"] if state == "partial" else ["-F"] if run_artefacts(run_dir) else []))
+    _call(name, argv + (["-rt"] if state == "partial" else ["-F"] if run_artefacts(run_dir) else []), tag)
 
 
 def _layout_hint(data_root: str) -> str:

@@ -39,5 +39,8 @@ def test_tiny_baselines_end_to_end(cifar_root, tmp_path, capsys):
     assert "needs --eval-bers" not in table                           # the iso BERs were measured
     assert "Comparison" in (tmp_path / "b" / "tiny" / "compare.html").read_text()
     assert "unprotected" in out
+    stages = [line for line in out.splitlines() if line.startswith("[baselines] ")]
+    assert any("fault-aware base model: python zs_main.py" in line for line in stages)
     assert baselines.main([*data, "--demo", str(tmp_path / "demo"), "--out", str(tmp_path / "b")]) == 0
-    assert capsys.readouterr().out.count("reusing") >= 4              # a second run trains nothing again
+    again = capsys.readouterr().out
+    assert again.count("reusing") >= 4 and "[demo]" not in again      # a second run trains nothing again

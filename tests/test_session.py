@@ -136,7 +136,7 @@ def test_sweep_status_and_command(tmp_path, kind, base_status, gen_status, flag)
 def test_demo_stage_decision(tmp_path, monkeypatch, capsys, kind, call):
     f = make_folder(tmp_path, kind)
     calls = []
-    monkeypatch.setattr(demo, "_call", lambda name, argv: calls.append(argv))
+    monkeypatch.setattr(demo, "_call", lambda name, argv, tag="demo": calls.append(argv))
     demo._stage("1/3", ["vgg11", "train"], f, 3)
     assert calls == ([] if call is None else [["vgg11", "train", *call]])
     assert ("reusing" in capsys.readouterr().out) == (call is None)
