@@ -3,7 +3,9 @@
 Batch 1, eval mode, `torch.inference_mode`: `warmup` untimed forward passes (allocator, cuDNN
 autotuning, caches), then `repeats` timed ones, each bracketed by `torch.cuda.synchronize` on CUDA so
 the kernel time is inside the bracket; the result is the median in milliseconds (robust to the odd
-slow repeat). The generator variant times F(x) followed by the base model, as deployed. Weights are
+slow repeat). The variants of a table are timed in rotating rounds (one pass of each per round), so a
+drift of the machine during the measurement reaches all of them alike; each row also gives the IQR of
+its passes, the noise to read an overhead against. The generator variant times F(x) followed by the base model, as deployed. Weights are
 freshly initialised (latency does not depend on their values); both networks are the 8-bit
 fake-quantized modules the rest of the code runs, so this measures this implementation, not an
 accelerator. The paper does not name its device; its ResNet18 CIFAR-10 base is 5.84 ms and the
@@ -36,25 +38,7 @@ def latency_samples(model: nn.Module, input_shape: Sequence[int], device: torch.
     """Milliseconds of each of `repeats` timed batch-1 forward passes of `model` on `device`, after
     `warmup` untimed ones. `input_shape` is one sample's shape, e.g. (3, 32, 32). `clock` (seconds)
     is read only around the timed passes. The model is put in eval mode on `device`."""
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    model = model.to(device).eval()
-    x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(LATENCY_SEED))
-    x = (x * 2 - 1).to(device)                                   # (1, C, H, W) in [-1, 1]
-    samples = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        _sync(device)
-        for _ in range(repeats):
-            _sync(device)
-            t0 = clock()
-            model(x)
-            _sync(device)
-            samples.append(1000.0 * (clock() - t0))
-    return samples
+    return interleaved_samples({"model": model}, input_shape, device, warmup, repeats, clock)["model"]
 
 
 def measure_latency(model: nn.Module, input_shape: Sequence[int], device: torch.device, warmup: int = 10,
@@ -63,15 +47,55 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], device: torch.
     return statistics.median(latency_samples(model, input_shape, device, warmup, repeats, clock))
 
 
+def interleaved_samples(models: Mapping[str, nn.Module], input_shape: Sequence[int], device: torch.device,
+                        warmup: int = 10, repeats: int = 100,
+                        clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+    """Milliseconds of `repeats` timed batch-1 passes of each named model, taken in rounds: round i times
+    one pass of every model, the order rotated by i, so a slow drift of the machine (clock frequency, a
+    neighbour's load) reaches every model alike instead of whichever was timed last. Each model gets
+    `warmup` untimed passes first."""
+    for name, value in (("warmup", warmup), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "repeats" else 0):
+            raise ValueError(f"{name} must be an integer >= {1 if name == 'repeats' else 0}, got {value!r}")
+    names = list(models)
+    nets = {n: models[n].to(device).eval() for n in names}
+    x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(LATENCY_SEED))
+    x = (x * 2 - 1).to(device)                                   # (1, C, H, W) in [-1, 1]
+    samples: Dict[str, List[float]] = {n: [] for n in names}
+    with torch.inference_mode():
+        for n in names:
+            for _ in range(warmup):
+                nets[n](x)
+        _sync(device)
+        for i in range(repeats):
+            for n in names[i % len(names):] + names[:i % len(names)]:
+                _sync(device)
+                t0 = clock()
+                nets[n](x)
+                _sync(device)
+                samples[n].append(1000.0 * (clock() - t0))
+    return samples
+
+
+def _quartiles(samples: List[float]) -> tuple:
+    return tuple(statistics.quantiles(samples, n=4, method="inclusive")) if len(samples) > 1 else (samples[0],) * 3
+
+
 def latency_table(base: nn.Module, generators: Mapping[str, nn.Module], input_shape: Sequence[int],
-                  device: torch.device, warmup: int = 10, repeats: int = 100) -> List[Dict]:
+                  device: torch.device, warmup: int = 10, repeats: int = 100,
+                  clock: Callable[[], float] = time.perf_counter) -> List[Dict]:
     """Paper Table 9 for given modules: the base model alone (generator None), then F(x) -> base for
-    each named generator. Each row: generator, ms (median), overhead_ms (vs. the base row)."""
-    base_ms = measure_latency(base, input_shape, device, warmup, repeats)
-    rows = [{"generator": None, "ms": base_ms, "overhead_ms": 0.0}]
-    for name, gen in generators.items():
-        ms = measure_latency(nn.Sequential(gen, base), input_shape, device, warmup, repeats)   # F(x) -> base
-        rows.append({"generator": name, "ms": ms, "overhead_ms": ms - base_ms})
+    each named generator, timed interleaved (`interleaved_samples`). Each row: generator, ms (median),
+    overhead_ms (vs. the base row), iqr_ms (interquartile range of its passes: the noise to read the
+    overheads against)."""
+    models = {None: base, **{name: nn.Sequential(gen, base) for name, gen in generators.items()}}  # F(x) -> base
+    samples = interleaved_samples(models, input_shape, device, warmup, repeats, clock)
+    rows = []
+    for name, ms in samples.items():
+        q1, median, q3 = _quartiles(ms)
+        rows.append({"generator": name, "ms": median, "iqr_ms": q3 - q1})
+    for r in rows:
+        r["overhead_ms"] = r["ms"] - rows[0]["ms"]
     return rows
 
 
@@ -99,12 +123,13 @@ def format_latency_table(rows: List[Dict]) -> str:
         return ""
     r0 = rows[0]
     head = (f"{r0['base']} on {r0['dataset']} ({r0['image_size']} px), batch 1, {r0['device']}: median of "
-            f"{r0['repeats']} after {r0['warmup']} warm-up passes")
-    lines = [f"{'model':14s} {'ms':>9s} {'overhead ms':>12s}"]
+            f"{r0['repeats']} passes each, interleaved, after {r0['warmup']} warm-up passes; an overhead "
+            f"within the IQRs is noise")
+    lines = [f"{'model':14s} {'ms':>9s} {'overhead ms':>12s} {'IQR ms':>9s}"]
     for r in rows:
         name = r["base"] if r["generator"] is None else f"+{r['generator']}"
         over = "-" if r["generator"] is None else f"{r['overhead_ms']:.3f}"
-        lines.append(f"{name:14s} {r['ms']:9.3f} {over:>12s}")
+        lines.append(f"{name:14s} {r['ms']:9.3f} {over:>12s} {r['iqr_ms']:9.3f}")
     return "\n".join([head] + lines)
 
 

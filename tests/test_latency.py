@@ -131,3 +131,41 @@ def test_run_mode_prints_json_rows(capsys, tiny_models):
     from common.runs import UsageError
     with pytest.raises(UsageError, match="repeats"):
         run(cfgs(LatencyConfig(repeats=0)))
+
+
+class DriftClock:
+    """A machine that slows down steadily: the k-th timed pass takes 1 ms + k * 0.01 ms, whatever runs."""
+
+    def __init__(self):
+        self.t, self.reads = 0.0, 0
+
+    def __call__(self):
+        if self.reads % 2:
+            self.t += 1e-3 + (self.reads // 2) * 1e-5
+        self.reads += 1
+        return self.t
+
+
+def test_interleaved_rounds_keep_a_drift_out_of_the_overhead():
+    # the generator costs nothing here (identity), so its true overhead is 0; timed one model after the
+    # other, the drift alone would make it 100 passes * 0.01 ms = 1 ms slower than the base model
+    rows = latency_table(Counting(), {"free": nn.Identity()}, (3, 8, 8), torch.device("cpu"), warmup=1,
+                         repeats=100, clock=DriftClock())
+    assert abs(rows[1]["overhead_ms"]) <= 0.011                           # one drift step at most
+    assert rows[0]["iqr_ms"] == pytest.approx(0.99, abs=0.03)             # 1..2 ms spread over the run
+
+
+def test_rounds_rotate_which_model_goes_first():
+    from eval.latency import interleaved_samples
+    a, b = Counting(), Counting()
+    reads = []                                  # (a's calls, b's calls) at each clock read
+
+    def clock():
+        reads.append((a.calls, b.calls))
+        return float(len(reads))
+
+    samples = interleaved_samples({"a": a, "b": b}, (3, 8, 8), torch.device("cpu"), warmup=0, repeats=3,
+                                  clock=clock)
+    assert [len(v) for v in samples.values()] == [3, 3]
+    timed = ["a" if stop[0] > start[0] else "b" for start, stop in zip(reads[0::2], reads[1::2])]
+    assert timed == ["a", "b", "b", "a", "a", "b"]                        # rounds (a b), (b a), (a b)
