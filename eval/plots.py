@@ -189,10 +189,16 @@ def _curves_title(run_dir: Path) -> str:
 
 
 def _category(row: Dict) -> str:
-    """A bar's label: base model and generator, and the model the generator was trained on when another."""
+    """A bar's label: base model (with how it was trained, when not by plain QAT) and generator, the
+    model the generator was trained on when another, and the error correction when there is one; rows
+    that differ in any of these are never averaged into one bar."""
     on = row.get("trained_on") or ""
     src = on.split(" ")[0].split("/")[0]
-    return f"{row['arch']}\n+ {row['generator']}" + (f"\n(G from {src})" if src and src != row["arch"] else "")
+    base = row.get("base") or "plain"
+    ecc = row.get("ecc") or "none"
+    return (f"{row['arch']}" + (f" ({base})" if base != "plain" else "") + f"\n+ {row['generator']}"
+            + (f"\n+ {ecc.upper()}" if ecc != "none" else "")
+            + (f"\n(G from {src})" if src and src != row["arch"] else ""))
 
 
 def plot_comparison(rows: List[Dict]) -> Optional[bytes]:
@@ -227,7 +233,8 @@ def plot_comparison(rows: List[Dict]) -> Optional[bytes]:
         pts = [(j + (i - (len(bers) - 1) / 2) * width, paper[(c, ber)]["RP"]) for j, c in enumerate(cats)
                if isinstance(paper.get((c, ber), {}).get("RP"), (int, float))]
         if pts:
-            ax.plot(*zip(*pts), "o", mfc="none", mec="black", ms=7, label="paper" if i == 0 else None)
+            labelled = "paper" in ax.get_legend_handles_labels()[1]
+            ax.plot(*zip(*pts), "o", mfc="none", mec="black", ms=7, label=None if labelled else "paper")
     ax.axhline(0, color="0.4", linewidth=0.8)
     ax.set_xticks(range(len(cats)), cats, fontsize=8)
     ax.set_ylabel("RP = PA(NF) − PA (points)")

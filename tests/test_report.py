@@ -386,3 +386,35 @@ def test_report_fault_aware_base_is_labelled_and_gets_no_paper_row(tmp_path, cap
     rows = [cells(line) for line in table_lines(capsys.readouterr().out)[2:]]
     assert [r[RUN] for r in rows] == ["runs/plain", report.PAPER_LABEL, "runs/robust"]   # not grouped as re-runs
     assert rows[0][BASE] == "resnet18" and rows[2][BASE] == "resnet18 (fault-aware, clip ±0.1)"
+
+
+def test_comparison_bars_keep_base_training_ecc_and_transfer_apart(tmp_path, no_energy_module):
+    from eval.plots import _category
+    runs = {name: make_eval_run(tmp_path / "runs", name) for name in ("plain", "robust", "ecc")}
+    runs["transfer"] = make_eval_run(tmp_path / "runs", "transfer", trained_on="vgg19/cifar10")
+    for name, key, value in (("robust", "base_training", {"fault_aware": True}), ("ecc", "fault", "secded")):
+        res = json.loads((runs[name] / "results.json").read_text())
+        if key == "fault":
+            res["settings"]["fault"]["ecc"] = value
+        else:
+            res["settings"][key] = value
+        (runs[name] / "results.json").write_text(json.dumps(res))
+    rows = [r for r in report.build_report([str(tmp_path / "runs")], energy=False).rows if not r["paper"]]
+    labels = {r["run"]: _category(r) for r in rows}
+    assert labels["runs/plain"] == "resnet18\n+ ConvL"
+    assert labels["runs/robust"] == "resnet18 (fault-aware)\n+ ConvL"
+    assert labels["runs/ecc"] == "resnet18\n+ ConvL\n+ SECDED"
+    assert labels["runs/transfer"] == "resnet18\n+ ConvL\n(G from vgg19)"
+
+
+def test_comparison_figure_legend_names_the_paper_marker_once(monkeypatch, tmp_path, no_energy_module):
+    # the paper's row exists only at the second BER drawn: its marker must still be in the legend, once
+    import matplotlib.axes
+    from eval.plots import plot_comparison
+    labels = []
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", lambda ax, *a, **k: labels.append(
+        ax.get_legend_handles_labels()[1]))
+    make_eval_run(tmp_path / "runs", "sweep", bers=(0.001, 0.01), lam=5.0)
+    rows = report.build_report([str(tmp_path / "runs")], energy=False).rows
+    assert plot_comparison(rows)[:8] == PNG_SIGNATURE
+    assert labels[0].count("paper") == 1 and "ours, BER 0.1%" in labels[0]
