@@ -34,8 +34,13 @@ def qmax_for(bits: int) -> int:
 
 
 def weight_delta(w: torch.Tensor, bits: int = DEFAULT_BITS) -> torch.Tensor:
-    """Δ = max|W| / qmax as a 0-dim tensor (detached; a tiny floor avoids 0/0 for all-zero weights)."""
-    return (w.detach().abs().max() / qmax_for(bits)).clamp_min(torch.finfo(w.dtype).tiny)
+    """Δ = max|W| / qmax as a 0-dim tensor (detached; a tiny floor avoids 0/0 for all-zero weights).
+
+    qmax is a tensor on w's device, not a Python number: CUDA computes a division by a CPU scalar as a
+    product with its rounded reciprocal, one ulp off the quotient for ~4% of 8-bit maxima, which would
+    give another Δ (and other int8 codes) on CUDA than on the CPU."""
+    amax = w.detach().abs().max()
+    return (amax / amax.new_full((), qmax_for(bits))).clamp_min(torch.finfo(w.dtype).tiny)
 
 
 def quantize_int(w: torch.Tensor, bits: int = DEFAULT_BITS) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -126,3 +126,46 @@ def test_load_base_rebuilds_from_checkpoint_fields(tmp_path):
     save_checkpoint({**{k: v for k, v in old.items() if k != "num_classes"}, "state_dict": {}}, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="num_classes"):
         load_base(tmp_path / "x.pt", "vgg11", "gtsrb", 8, torch.device("cpu"), **gtsrb)
+
+
+class _Divisors:
+    """Records the divisor of every aten.div a block runs (a TorchDispatchMode)."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        divisors = self.divisors = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func.overloadpacket is torch.ops.aten.div:
+                    divisors.append(args[1])
+                return func(*args, **(kwargs or {}))
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+
+
+def test_delta_divides_by_a_tensor_on_the_weights_device():
+    """CUDA computes `tensor / python_number` as tensor * fl(1/number) (ATen div_true_kernel_cuda), one ulp
+    off the quotient for ~4% of 8-bit maxima: Δ and the int8 codes would differ from the CPU's. The meta
+    device shows on CPU what the division gets: a divisor on the weight's device, not a CPU scalar."""
+    from models.quant import weight_delta
+    w = torch.empty(8, 3, 3, 3, device="meta")
+    with _Divisors() as rec:
+        weight_delta(w)
+    assert rec.divisors and all(isinstance(d, torch.Tensor) and d.device == w.device for d in rec.divisors)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_quantize_int_same_delta_and_codes_on_cuda():
+    """max|W| = 0.0500200092792511: max / 127 and max * fl(1/127) differ by one ulp in float32."""
+    torch.manual_seed(0)
+    w = torch.rand(4096) * 0.1 - 0.05
+    w[7] = 0.0500200092792511
+    q, delta = quantize_int(w)
+    q_cuda, delta_cuda = quantize_int(w.cuda())
+    assert torch.equal(delta_cuda.cpu(), delta) and torch.equal(q_cuda.cpu(), q)
