@@ -33,8 +33,11 @@ from .base import DATASETS, Augment
 
 
 def to_signed(x_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float in [-1, 1] with the same float ops as ToTensor then x*2-1 (bit-identical)."""
-    return x_u8.float().div_(255).mul_(2).sub_(1)
+    """uint8 -> float in [-1, 1] with the same float ops as ToTensor then x*2-1 (bit-identical). 255 is a
+    tensor on the batch's device: CUDA would divide by a Python 255 as a product with fl(1/255), one ulp
+    off for about half the byte values."""
+    x = x_u8.float()
+    return x.div_(x.new_full((), 255.0)).mul_(2).sub_(1)
 
 
 def crop_with_padding(x: torch.Tensor, g: torch.Generator, pad: int) -> torch.Tensor:

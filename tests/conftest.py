@@ -45,3 +45,25 @@ def write_cifar10(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
 @pytest.fixture(scope="session")
 def cifar_root(tmp_path_factory) -> Path:
     return write_cifar10(tmp_path_factory.mktemp("data"))
+
+
+class divisors:
+    """`with divisors() as rec:` records in rec.divisors the divisor of every aten.div (div_) the block runs
+    (on the meta device: which operands a division gets, e.g. a CPU scalar or a device tensor)."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        seen = self.divisors = []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func.overloadpacket in (torch.ops.aten.div, torch.ops.aten.div_):
+                    seen.append(args[1])
+                return func(*args, **(kwargs or {}))
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+

@@ -216,3 +216,20 @@ def test_amp_step_on_cuda_close_to_fp32():
         gen = get_generator("ConvL").cuda()
         losses.append(float(eopm_step(gen, base, x, y, FAULT, [1, 2], 5.0, amp=amp)["loss"]))
     assert losses[1] == pytest.approx(losses[0], rel=0.05)
+
+
+def test_to_signed_divides_by_a_tensor_on_the_batchs_device():
+    """CUDA computes `tensor / 255` as tensor * fl(1/255) (ATen div_true_kernel_cuda): 126 of the 256 byte
+    values would land one ulp off ToTensor's x / 255. The meta device shows the divisor on CPU."""
+    from tests.conftest import divisors
+    with divisors() as rec:
+        to_signed(torch.empty(2, 3, 4, 4, dtype=torch.uint8, device="meta"))
+    assert rec.divisors and all(isinstance(d, torch.Tensor) and d.device.type == "meta" for d in rec.divisors)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_to_signed_on_cuda_is_bit_identical_to_totensor():
+    x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16).contiguous()
+    expected = TF.to_tensor(x[0].permute(1, 2, 0).numpy()) * 2 - 1
+    assert torch.equal(to_signed(x.cuda())[0].cpu(), expected)

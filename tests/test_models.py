@@ -128,33 +128,14 @@ def test_load_base_rebuilds_from_checkpoint_fields(tmp_path):
         load_base(tmp_path / "x.pt", "vgg11", "gtsrb", 8, torch.device("cpu"), **gtsrb)
 
 
-class _Divisors:
-    """Records the divisor of every aten.div a block runs (a TorchDispatchMode)."""
-
-    def __enter__(self):
-        from torch.utils._python_dispatch import TorchDispatchMode
-        divisors = self.divisors = []
-
-        class Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if func.overloadpacket is torch.ops.aten.div:
-                    divisors.append(args[1])
-                return func(*args, **(kwargs or {}))
-        self.mode = Mode()
-        self.mode.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.mode.__exit__(*exc)
-
-
 def test_delta_divides_by_a_tensor_on_the_weights_device():
     """CUDA computes `tensor / python_number` as tensor * fl(1/number) (ATen div_true_kernel_cuda), one ulp
     off the quotient for ~4% of 8-bit maxima: Δ and the int8 codes would differ from the CPU's. The meta
     device shows on CPU what the division gets: a divisor on the weight's device, not a CPU scalar."""
     from models.quant import weight_delta
+    from tests.conftest import divisors
     w = torch.empty(8, 3, 3, 3, device="meta")
-    with _Divisors() as rec:
+    with divisors() as rec:
         weight_delta(w)
     assert rec.divisors and all(isinstance(d, torch.Tensor) and d.device == w.device for d in rec.divisors)
 
