@@ -56,13 +56,13 @@ class Stage:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
 
-    def run(self, name: str, argv: List[str]) -> None:
+    def run(self, name: str, argv: List[str], cwd: Path = ROOT) -> None:
         cmd = [sys.executable, str(ROOT / "zs_main.py"), *argv]
         log = self.logs / f"{name}.log"
         print(f"\n=== {name}: {' '.join(cmd[1:])}\n    log: {log}", flush=True)
         t = time.time()
         with open(log, "a") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
             for line in proc.stdout:
                 fh.write(line)
@@ -155,7 +155,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise SystemExit("paper-row: no CUDA GPU here; use --dry-run to check the stages on CPU")
         print(f"paper-row on {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
     cfg = DRY if a.dry_run else {"limits": [], "qat": [], "eopm": CUDA_EOPM}
-    common = [DATASET, "--data-root", a.data_root, "--no-download", "--device", device, *cfg["limits"]]
+    common = [DATASET, "--data-root", str(Path(a.data_root).resolve()), "--no-download", "--device", device,
+              *cfg["limits"]]
     stage = Stage(work / "logs")
 
     base = out / BASE
@@ -169,12 +170,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     eopm_dir = work / "eopm"
     resumed = unpack_eopm(out, eopm_dir)
+    # -rt refuses another base model, compared by path: the EOPM runs in `work` with -cp a relative name,
+    # so a box that keeps OUT (and so `work`) elsewhere still resumes this run
+    shutil.copyfile(base, work / f".{BASE}.tmp")
+    os.replace(work / f".{BASE}.tmp", work / BASE)
     left = a.minutes - (time.time() - t0) / 60 - EVAL_RESERVE_MIN
     if left <= 0:
         raise SystemExit(f"paper-row: no time left for EOPM in a {a.minutes:g}-minute budget; give more --minutes")
-    stage.run("eopm", [ARCH, "transform_eopm_gen", *common, "-cp", str(base), *PAPER_EOPM, *cfg["eopm"],
-                       "-E", str(a.epochs), "--max-minutes", f"{left:.2f}", "--run-dir", str(eopm_dir),
-                       *(["-rt"] if resumed else ["-F"])])
+    stage.run("eopm", [ARCH, "transform_eopm_gen", *common, "-cp", BASE, *PAPER_EOPM, *cfg["eopm"],
+                       "-E", str(a.epochs), "--max-minutes", f"{max(left, 0.01):.2f}", "--run-dir", str(eopm_dir),
+                       *(["-rt"] if resumed else ["-F"])], cwd=work)
     pack_eopm(eopm_dir, out)
 
     res = json.loads((eopm_dir / "results.json").read_text())
