@@ -160,7 +160,9 @@ def seed_everything(seed: int) -> None:
 # --- device and speed settings ----------------------------------------------------------------------
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda (this process's local rank under torchrun) if available, else cpu."""
+    """'auto' -> cuda (this process's local rank under torchrun) if available, else cpu. A cuda:N device
+    becomes the process's current CUDA device: side streams, CUDA graphs and compiled kernels go to the
+    current device, and the tensors must be there too."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
@@ -170,7 +172,16 @@ def resolve_device(name: str) -> torch.device:
             name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     elif name != "cpu":
         raise UsageError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        torch.cuda.set_device(device)
+    return device
 
 
 def check_speed(perf: PerfSpec, device: torch.device, training: bool) -> None:

@@ -261,3 +261,31 @@ def test_force_over_a_folder_named_like_a_run_file_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="metrics.jsonl is a folder"):
         prepare_run_dir(f, force=True, resume=False)
     assert (f / "args.json").is_file()                  # refused before anything was removed
+
+
+# --- resolve_device ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine that says it has two CUDA devices; records which one is made current."""
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: made_current.append(str(d)))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    return made_current
+
+
+def test_cuda_n_becomes_the_current_device(two_gpus):
+    from common.session import resolve_device
+    assert resolve_device("cuda:1") == torch.device("cuda:1") and two_gpus == ["cuda:1"]
+    assert resolve_device("cuda") == torch.device("cuda") and two_gpus == ["cuda:1"]   # plain cuda: left as is
+
+
+@pytest.mark.parametrize("name", ["cuda:2", "cuda:x"])
+def test_a_cuda_device_that_is_not_there_is_one_line(two_gpus, name):
+    from common.runs import UsageError
+    from common.session import resolve_device
+    with pytest.raises(UsageError, match=f"--device '?{name}"):
+        resolve_device(name)
+    assert two_gpus == []
