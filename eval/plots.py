@@ -21,6 +21,7 @@ import numpy as np
 
 from common.runs import read_jsonl
 from eval.figures import new_figure, png_bytes, save_png
+from eval.protection import base_suffix, ecc_suffix
 from eval.results import read_results
 
 LABELS = {"train_loss": "train loss", "test_loss": "test loss", "train_acc": "train acc",
@@ -190,14 +191,12 @@ def _curves_title(run_dir: Path) -> str:
 
 def _category(row: Dict) -> str:
     """A bar's label: base model (with how it was trained, when not by plain QAT) and generator, the
-    model the generator was trained on when another, and the error correction when there is one; rows
+    error correction when there is one, and the model the generator was trained on when another; rows
     that differ in any of these are never averaged into one bar."""
     on = row.get("trained_on") or ""
     src = on.split(" ")[0].split("/")[0]
-    base = row.get("base") or "plain"
-    ecc = row.get("ecc") or "none"
-    return (f"{row['arch']}" + (f" ({base})" if base != "plain" else "") + f"\n+ {row['generator']}"
-            + (f"\n+ {ecc.upper()}" if ecc != "none" else "")
+    return (f"{row['arch']}{base_suffix(row['base'])}\n+ {row['generator']}"
+            + ecc_suffix(row["ecc"], before="\n")
             + (f"\n(G from {src})" if src and src != row["arch"] else ""))
 
 

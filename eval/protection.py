@@ -43,6 +43,17 @@ def _training_label(spec: Any) -> str:
     return PLAIN
 
 
+def base_suffix(base: str) -> str:
+    """' (fault-aware)' after a base model's name when it was not trained by plain QAT, else ''."""
+    return "" if base == PLAIN else f" ({base})"
+
+
+def ecc_suffix(ecc: str, before: str = " ") -> str:
+    """' + SECDED' after a fault model's name when the weight memory corrects errors, else '' (`before`:
+    what separates it from the name, e.g. a line break in a figure's label)."""
+    return "" if ecc == NO_ECC else f"{before}+ {ecc.upper()}"
+
+
 def base_training(settings: Dict) -> str:
     """How the base model was trained: settings.base_training when present, else the train settings in
     the args.json beside the checkpoint, else plain QAT."""

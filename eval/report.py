@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from common.cli import EXIT_USAGE, OneLineParser, run_subcommand
 from common.registry import UnknownName
 from eval.paper import PAPER_BITS, PAPER_FAULT_MODEL, PAPER_SEEDS, paper_numbers
-from eval.protection import PLAIN, base_training
+from eval.protection import NO_ECC, PLAIN, base_suffix, base_training, ecc_code, ecc_suffix
 from eval.results import RESULT_KEYS, Results, ResultsError, read_results
 
 DASH = "–"
@@ -41,8 +41,8 @@ PAPER_NOTE = (f"'{PAPER_LABEL}' rows: arXiv 2306.16869 with its own settings ({P
               f"weights, {PAPER_SEEDS} perturbed models, full test split, λ and N as shown; transfer rows: "
               f"generator trained at the BER after '@').")
 # The setting that makes two rows re-runs of one evaluation (everything but the run and its numbers).
-SETTING = ("arch", "base", "generator", "trained_on", "dataset", "fault_model", "position", "bits", "ecc", "ber", "lam",
-           "n_models", "split")
+SETTING = ("arch", "base", "generator", "trained_on", "dataset", "fault_model", "position", "bits", "ecc", "ber",
+           "lam", "n_models", "split")
 MEASURED = (*RESULT_KEYS, "n_seeds", "n_images")
 
 
@@ -149,7 +149,7 @@ def run_rows(run: Run) -> List[Dict]:
     common = {"run": run.label, "runs": [run.label], "arch": s.get("arch"), "generator": s.get("generator"),
               "dataset": s.get("dataset"), "fault_model": s.get("fault_model", fault.get("model")),
               "position": fault.get("position", -1), "bits": fault.get("bits", PAPER_BITS),
-              "ecc": fault.get("ecc") or "none", "base": base_training(s), **_eopm_settings(s),
+              "ecc": ecc_code(s), "base": base_training(s), **_eopm_settings(s),
               "trained_on": s.get("generator_trained_on") if s.get("generator") else None}
     rows = []
     for e in run.results.entries:
@@ -163,8 +163,7 @@ def run_rows(run: Run) -> List[Dict]:
 def paper_row(row: Dict) -> Optional[Dict]:
     """The paper's numbers for `row`'s setting with the paper's own settings, or None when it reports none."""
     if row["split"] != "test" or row["position"] not in (-1, None) or row["bits"] != PAPER_BITS \
-            or row.get("ecc", "none") != "none" \
-            or row.get("base", PLAIN) != PLAIN:          # the paper has no error correction, no robust base
+            or row["ecc"] != NO_ECC or row["base"] != PLAIN:   # the paper has no error correction, no robust base
         return None
     p = paper_numbers(row["arch"], row["dataset"], row["generator"], row["ber"],
                       row["fault_model"] or PAPER_FAULT_MODEL, row["lam"], row["trained_on"])
@@ -186,7 +185,7 @@ def row_energy_saving(row: Dict, cache: Dict) -> Tuple[Optional[float], Optional
     has no answer (no generator, a clean row, or a name / BER outside its registries and range)."""
     if row["generator"] is None or row["ber"] is None:
         return None, None
-    ecc = row.get("ecc", "none")
+    ecc = row["ecc"]
     key = (row["arch"], row["generator"], row["dataset"], row["ber"], ecc)
     if key not in cache:
         from eval.energy import ECC_OVERHEADS, energy_rows
@@ -194,7 +193,7 @@ def row_energy_saving(row: Dict, cache: Dict) -> Tuple[Optional[float], Optional
             found = energy_rows(row["arch"], [row["generator"]], dataset=row["dataset"], ber=row["ber"],
                                 ecc_overhead=ECC_OVERHEADS[ecc])[0]
             cache[key] = (found["es_twma"], found["es_mac"])
-        except (UnknownName, ValueError, KeyError):   # a name no registry knows (or an unknown --ecc), or a BER outside (0, 1): show "–"
+        except (UnknownName, ValueError, KeyError):   # a name no registry knows, an unknown code, a BER outside (0, 1)
             cache[key] = (None, None)
     return cache[key]
 
@@ -256,17 +255,6 @@ def _mean_std(mean, std) -> str:
     return _num(mean) + (f" ± {std:.1f}" if isinstance(std, (int, float)) else "")
 
 
-def _ecc_label(row: Dict) -> str:
-    ecc = row.get("ecc", "none")
-    return "" if ecc == "none" else f" + {ecc.upper()}"
-
-
-def _base_label(row: Dict) -> str:
-    """' (fault-aware)' for a base model trained otherwise than by plain QAT, '' for plain QAT."""
-    base = row.get("base", PLAIN)
-    return "" if base == PLAIN else f" ({base})"
-
-
 def _trained_on(row: Dict) -> str:
     """'vgg11' for a generator trained on the row's dataset, 'vgg11/gtsrb' otherwise; '–' without one."""
     on = row.get("trained_on")
@@ -282,11 +270,11 @@ def _if_generator(fmt: Callable[[Dict], str]) -> Callable[[Dict], str]:
 # The columns, once for both renderers: (header, cell text of a row, shown with --no-energy).
 COLUMNS: List[Tuple[str, Callable[[Dict], str], bool]] = [
     ("run", lambda r: r["run"], True),
-    ("base model", lambda r: (r["arch"] or DASH) + _base_label(r), True),
+    ("base model", lambda r: (r["arch"] or DASH) + base_suffix(r["base"]), True),
     ("generator", lambda r: r["generator"] or DASH, True),
     ("G trained on", _trained_on, True),
     ("dataset", lambda r: r["dataset"] or DASH, True),
-    ("fault model", lambda r: (r["fault_model"] + _ecc_label(r)) if r["ber"] is not None and r["fault_model"]
+    ("fault model", lambda r: (r["fault_model"] + ecc_suffix(r["ecc"])) if r["ber"] is not None and r["fault_model"]
      else DASH, True),
     ("BER", lambda r: f"{r['ber'] * 100:g}%" if r["ber"] is not None else DASH, True),
     ("λ", _if_generator(lambda r: _num(r.get("lam"), "{:g}")), True),
