@@ -5,8 +5,8 @@ autotuning, caches), then `repeats` timed ones, each bracketed by `torch.cuda.sy
 the kernel time is inside the bracket; the result is the median in milliseconds (robust to the odd
 slow repeat). The variants of a table are timed in rotating rounds (one pass of each per round), so a
 drift of the machine during the measurement reaches all of them alike; each row also gives the IQR of
-its passes, the noise to read an overhead against. The generator variant times F(x) followed by the base model, as deployed. Weights are
-freshly initialised (latency does not depend on their values); both networks are the 8-bit
+its passes, the noise to read an overhead against. The generator variant times F(x) followed by the
+base model, as deployed. Weights are freshly initialised (latency does not depend on their values); both networks are the 8-bit
 fake-quantized modules the rest of the code runs, so this measures this implementation, not an
 accelerator. The paper does not name its device; its ResNet18 CIFAR-10 base is 5.84 ms and the
 generators add 1.3-5.2 ms.
@@ -54,9 +54,9 @@ def interleaved_samples(models: Mapping[str, nn.Module], input_shape: Sequence[i
     one pass of every model, the order rotated by i, so a slow drift of the machine (clock frequency, a
     neighbour's load) reaches every model alike instead of whichever was timed last. Each model gets
     `warmup` untimed passes first."""
-    for name, value in (("warmup", warmup), ("repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "repeats" else 0):
-            raise ValueError(f"{name} must be an integer >= {1 if name == 'repeats' else 0}, got {value!r}")
+    for name, value, least in (("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     names = list(models)
     nets = {n: models[n].to(device).eval() for n in names}
     x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(LATENCY_SEED))
@@ -90,13 +90,9 @@ def latency_table(base: nn.Module, generators: Mapping[str, nn.Module], input_sh
     overheads against)."""
     models = {None: base, **{name: nn.Sequential(gen, base) for name, gen in generators.items()}}  # F(x) -> base
     samples = interleaved_samples(models, input_shape, device, warmup, repeats, clock)
-    rows = []
-    for name, ms in samples.items():
-        q1, median, q3 = _quartiles(ms)
-        rows.append({"generator": name, "ms": median, "iqr_ms": q3 - q1})
-    for r in rows:
-        r["overhead_ms"] = r["ms"] - rows[0]["ms"]
-    return rows
+    quartiles = {name: _quartiles(ms) for name, ms in samples.items()}        # (q1, median, q3)
+    return [{"generator": name, "ms": q[1], "overhead_ms": q[1] - quartiles[None][1], "iqr_ms": q[2] - q[0]}
+            for name, q in quartiles.items()]
 
 
 def latency_rows(arch: str, generators: Sequence[str], dataset: str, device: torch.device, warmup: int = 10,
