@@ -6,9 +6,9 @@ the kernel time is inside the bracket; the result is the median in milliseconds 
 slow repeat). The variants of a table are timed in rotating rounds (one pass of each per round), so a
 drift of the machine during the measurement reaches all of them alike; each row also gives the IQR of
 its passes, the noise to read an overhead against. The generator variant times F(x) followed by the
-base model, as deployed. Weights are freshly initialised (latency does not depend on their values); both networks are the 8-bit
-fake-quantized modules the rest of the code runs, so this measures this implementation, not an
-accelerator. The paper does not name its device; its ResNet18 CIFAR-10 base is 5.84 ms and the
+base model, as deployed. Weights are freshly initialised (latency does not depend on their values);
+both networks are the 8-bit fake-quantized modules the rest of the code runs, so this measures this
+implementation, not an accelerator. The paper does not name its device; its ResNet18 CIFAR-10 base is 5.84 ms and the
 generators add 1.3-5.2 ms.
 
 Example:
