@@ -188,6 +188,8 @@ class RunConfig:
     force: bool = opt(False, "overwrite an existing run folder", flag="-F", on_resume=IGNORED)
     checkpoint: Optional[str] = opt(None, "base-model checkpoint (.pt) for transform_* modes; for "
                                     "torchvision:NAME also a plain float state_dict", flag="-cp", folder="cp{}")
+    checkpoint_sha256: Optional[str] = opt(None, on_resume=IGNORED)   # -cp's stored checksum (common.ckpt):
+                                                                      # -rt accepts the same bytes moved elsewhere
     tensorboard: bool = opt(False, "train / transform_eopm_gen: also write every epoch's metrics for "
                             "TensorBoard (RUN_DIR/tensorboard/; needs `pip install tensorboard`)",
                             flag="--tensorboard", on_resume=MAY_CHANGE)

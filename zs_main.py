@@ -23,7 +23,7 @@ import grid
 import run_args
 from bitflip import FaultConfig, faultmap_cli
 from bitflip.faults import ECC_LABELS
-from common.ckpt import CheckpointError, code_version
+from common.ckpt import CheckpointError, code_version, stored_checksum
 from common.cli import EXIT_INTERRUPTED, EXIT_USAGE, field_default, one_line_warning, run_subcommand, values_from
 from common.registry import UnknownName
 from common.runs import UsageError
@@ -83,8 +83,9 @@ def build_configs(args: argparse.Namespace) -> Configs:
                          f"{args.bits}-bit weight)")
     fault, seeds = chipmap_configs(args)
     generators = tuple(list_generators()) if args.G == run_args.ALL_GENERATORS else (args.G,)
+    run = values_from(RunConfig, args)
     return Configs(
-        run=RunConfig(**values_from(RunConfig, args)),
+        run=RunConfig(**run, checkpoint_sha256=stored_checksum(run["checkpoint"]) if run["checkpoint"] else None),
         data=DataConfig(**values_from(DataConfig, args)),
         train=TrainConfig(**values_from(TrainConfig, args, **{k.partition(".")[2]: v for k, v in
                                                               args.recipe_settings.items() if k.startswith("train.")})),

@@ -10,7 +10,8 @@ Three stages, each a `zs_main.py` command whose output is shown and logged:
 Everything a later box needs goes to one folder (--out) of at most MAX_FILES files, none over
 MAX_FILE_MB: the int8 base model, the EOPM run (last.pt, log, settings) as one tar and its best.pt, the results,
 the row, the curves and one archive of the logs. Run again with that folder on another box and it
-reuses the base model and resumes the EOPM where it stopped (-rt), so several short calls add up to
+reuses the base model and resumes the EOPM where it stopped (-rt; at any path: the run knows its
+base model by the checksum stored in the file), so several short calls add up to
 the paper's epochs (--epochs, 150 by default).
 
     make paper-row DATA_ROOT=/data OUT=paper_row          # = python3 -m bench.paper_row --data-root ...
@@ -56,13 +57,13 @@ class Stage:
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
 
-    def run(self, name: str, argv: List[str], cwd: Path = ROOT) -> None:
+    def run(self, name: str, argv: List[str]) -> None:
         cmd = [sys.executable, str(ROOT / "zs_main.py"), *argv]
         log = self.logs / f"{name}.log"
         print(f"\n=== {name}: {' '.join(cmd[1:])}\n    log: {log}", flush=True)
         t = time.time()
         with open(log, "a") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
             for line in proc.stdout:
                 fh.write(line)
@@ -155,8 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise SystemExit("paper-row: no CUDA GPU here; use --dry-run to check the stages on CPU")
         print(f"paper-row on {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
     cfg = DRY if a.dry_run else {"limits": [], "qat": [], "eopm": CUDA_EOPM}
-    common = [DATASET, "--data-root", str(Path(a.data_root).resolve()), "--no-download", "--device", device,
-              *cfg["limits"]]
+    common = [DATASET, "--data-root", a.data_root, "--no-download", "--device", device, *cfg["limits"]]
     stage = Stage(work / "logs")
 
     base = out / BASE
@@ -170,16 +170,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     eopm_dir = work / "eopm"
     resumed = unpack_eopm(out, eopm_dir)
-    # -rt refuses another base model, compared by path: the EOPM runs in `work` with -cp a relative name,
-    # so a box that keeps OUT (and so `work`) elsewhere still resumes this run
-    shutil.copyfile(base, work / f".{BASE}.tmp")
-    os.replace(work / f".{BASE}.tmp", work / BASE)
     left = a.minutes - (time.time() - t0) / 60 - EVAL_RESERVE_MIN
     if left <= 0:
         raise SystemExit(f"paper-row: no time left for EOPM in a {a.minutes:g}-minute budget; give more --minutes")
-    stage.run("eopm", [ARCH, "transform_eopm_gen", *common, "-cp", BASE, *PAPER_EOPM, *cfg["eopm"],
+    stage.run("eopm", [ARCH, "transform_eopm_gen", *common, "-cp", str(base), *PAPER_EOPM, *cfg["eopm"],
                        "-E", str(a.epochs), "--max-minutes", f"{max(left, 0.01):.2f}", "--run-dir", str(eopm_dir),
-                       *(["-rt"] if resumed else ["-F"])], cwd=work)
+                       *(["-rt"] if resumed else ["-F"])])
     pack_eopm(eopm_dir, out)
 
     res = json.loads((eopm_dir / "results.json").read_text())

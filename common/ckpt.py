@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Optional, Sequence
+from typing import Any, BinaryIO, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -162,19 +162,40 @@ def _write_with_checksum(obj: Any, tmp: str) -> None:
         f.write(struct.pack("<H", CHECKSUM_LEN) + CHECKSUM_TAG + sink.sha.hexdigest().encode())
 
 
+def _checksum_tail(f: BinaryIO) -> Optional[Tuple[int, bytes]]:
+    """(where our checksum comment starts, the end record from there on) of the open file `f`, or None
+    when it does not end in an archive end record with a comment of our length."""
+    end = f.seek(0, os.SEEK_END) - CHECKSUM_LEN
+    if end < EOCD_SIZE:
+        return None
+    f.seek(end - EOCD_SIZE)
+    tail = f.read()
+    return (end, tail) if tail[:4] == EOCD else None
+
+
+def stored_checksum(path: os.PathLike) -> Optional[str]:
+    """The SHA-256 (64 hex digits) that save_checkpoint stored at the end of `path`, read without
+    hashing the file; None for a file without one (or none at all). It names the file's content:
+    a copy elsewhere has the same one."""
+    try:
+        with open(path, "rb") as f:
+            found = _checksum_tail(f)
+    except OSError:
+        return None
+    if found is None or not found[1][EOCD_SIZE - 2:].startswith(struct.pack("<H", CHECKSUM_LEN) + CHECKSUM_TAG):
+        return None
+    return found[1][-64:].decode("ascii", errors="replace")
+
+
 def verify_checksum(f: BinaryIO, path: os.PathLike) -> bool:
     """Check the open checkpoint file `f`: True when it ends in an archive end record carrying our
     checksum comment and the SHA-256 of the archive as torch wrote it (comment empty) matches;
     CheckpointError when it has that layout and anything differs; False otherwise (no checksum:
     written before checksums, or by torch.save directly; torch.load judges the rest)."""
-    size = f.seek(0, os.SEEK_END)
-    end = size - CHECKSUM_LEN                       # where our comment starts, if the file has one
-    if end < EOCD_SIZE:
+    found = _checksum_tail(f)
+    if found is None:
         return False
-    f.seek(end - EOCD_SIZE)
-    tail = f.read()
-    if tail[:4] != EOCD:
-        return False
+    end, tail = found
     sha, left, buf = hashlib.sha256(), end - 2, bytearray(CHUNK)
     f.seek(0)
     while left > 0:

@@ -62,3 +62,27 @@ def test_resume_may_switch_tensorboard_but_not_augmentation():
     refused, changed = compare_settings(saved, now, "base")
     assert refused == ["--augment (run: on, command: off)"]
     assert changed == ["--tensorboard off -> on"]
+
+
+@pytest.mark.parametrize("same_file", [True, False])
+def test_a_moved_base_model_is_the_same_one_by_its_checksum(tmp_path, same_file):
+    from common.ckpt import save_checkpoint, stored_checksum
+    from train.resume import compare_settings
+    first, moved = tmp_path / "box1" / "base.pt", tmp_path / "box2" / "base.pt"
+    for path, value in ((first, 1.0), (moved, 1.0 if same_file else 2.0)):
+        path.parent.mkdir()
+        save_checkpoint({"w": torch.full((3,), value)}, path)
+
+    def config(path):
+        return {"run": {"arch": "vgg11", "checkpoint": str(path), "checkpoint_sha256": stored_checksum(path)},
+                "eopm": {}, "data": {}, "fault": {}}
+
+    assert stored_checksum(first) is not None and stored_checksum(tmp_path / "none.pt") is None
+    refused, changed = compare_settings(config(first), config(moved), "generator")
+    if same_file:
+        assert refused == [] and changed == [f"-cp {first} -> {moved}"]
+    else:
+        assert refused == [f"-cp (run: {first}, command: {moved})"]
+    old = config(first)
+    del old["run"]["checkpoint_sha256"]                                   # a run from before checksums were recorded
+    assert compare_settings(old, config(moved), "generator")[0] == [f"-cp (run: {first}, command: {moved})"]

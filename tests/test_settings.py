@@ -172,3 +172,13 @@ def test_faultmap_refuses_a_bad_position_through_fault_config(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
     assert main(["export", "--seed", "-1", "--out", str(tmp_path / "c")]) == EXIT_USAGE
     assert "-1 is outside 0.." in capsys.readouterr().err
+
+
+def test_the_base_models_stored_checksum_is_recorded_with_the_settings(tmp_path):
+    from common.ckpt import save_checkpoint, stored_checksum
+    base = tmp_path / "base.pt"
+    save_checkpoint({"w": [1, 2, 3]}, base)
+    cfgs = configs("vgg11", "transform_eopm_gen", "cifar10", "-cp", base)
+    assert cfgs.run.checkpoint_sha256 == stored_checksum(base) and len(cfgs.run.checkpoint_sha256) == 64
+    assert configs("vgg11", "transform_eopm_gen", "cifar10", "-cp", tmp_path / "absent.pt").run.checkpoint_sha256 is None
+    assert configs("vgg11", "train", "cifar10").run.checkpoint_sha256 is None

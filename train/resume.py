@@ -77,6 +77,13 @@ def _same(key: str, saved, now) -> bool:
     return saved == now
 
 
+def _same_bytes(old: Dict, new: Dict) -> bool:
+    """-cp moved, not changed: both configs carry the same stored checksum of the file (runs started
+    before checksums were recorded, and files without one, are compared by path only)."""
+    digest = old.get("run.checkpoint_sha256")
+    return digest is not None and digest == new.get("run.checkpoint_sha256")
+
+
 def _name(key: str) -> str:
     """How the user spells a setting: its flag, or where to edit it (config.py) when it has none."""
     f = _field(key)
@@ -105,8 +112,9 @@ def compare_settings(saved: Dict, current: Dict, kind: str) -> Tuple[List[str], 
     """(refused differences, allowed changes) between the saved run's config and the command's,
     each spelt as the user types it: "-LR (run: 0.01, command: 0.5)", "-E 1 -> 2"."""
     refused, changed = [], []
-    for key, a, b in _pairs(_flat(saved, kind), _flat(current, kind)):
-        if _policy(key) == MAY_CHANGE:
+    old, new = _flat(saved, kind), _flat(current, kind)
+    for key, a, b in _pairs(old, new):
+        if _policy(key) == MAY_CHANGE or (key == "run.checkpoint" and _same_bytes(old, new)):
             changed.append(f"{_name(key)} {show_value(a)} -> {show_value(b)}")
         else:
             refused.append(f"{_name(key)} (run: {show_value(a)}, command: {show_value(b)})")
